@@ -1,0 +1,179 @@
+"""The `archsearch` command line: a thin layer over `archsearch.runs`.
+
+    archsearch search  [--dataset digits] [--order first|second] [--retrain] ...
+    archsearch train   ARCH [--auxiliary] [--drop-path P] [--cutout] ...
+    archsearch profile ARCH [--imagenet] [--classes K] [--auxiliary] [--json]
+
+ARCH is a named cell (darts_v1, darts_v2), an architecture JSON file, or a search run
+directory. Bad input ends with a one-line error on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+from archsearch import runs
+from archsearch.data import DATASET_NAMES
+from archsearch.errors import ArchsearchError
+from archsearch.ops import DARTS_OPS
+from archsearch.supernet import HVPS, ORDERS
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
+    if data:
+        p.add_argument("--dataset", choices=DATASET_NAMES, default="digits",
+                       help="digits is built in; the others read --data-dir (default: digits)")
+        p.add_argument("--data-dir", default=None,
+                       help="cifar10: the python-pickle batch folder; npz: the .npz file; "
+                            "folder: a tree of class folders of images")
+        p.add_argument("--epochs", type=int, help="default: 8 search / 30 train on digits, "
+                                                  "else the paper's 50 / 600")
+        p.add_argument("--batch-size", type=int)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, mps ...")
+        p.add_argument("--out", type=Path, help="run directory (default: runs/<command>-<time>)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace the files of an existing run directory")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--channels", type=int, help="C of the first cells")
+    p.add_argument("--layers", type=int, help="number of cells")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="archsearch", description="Neural architecture search: DARTS on "
+                     "your data, retraining, profiling.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    search = sub.add_parser("search", help="DARTS search on a dataset")
+    _common(search)
+    search.add_argument("--nodes", type=int, default=4, help="intermediate nodes per cell")
+    search.add_argument("--ops", default=",".join(DARTS_OPS),
+                        help="comma-separated candidate ops, in α-column order")
+    search.add_argument("--order", choices=ORDERS, default="first")
+    search.add_argument("--hvp", choices=HVPS, default="finite-difference",
+                        help="second order: Hessian-vector product by finite differences "
+                             "(the paper) or exactly by double backward")
+    search.add_argument("--retrain", action="store_true",
+                        help="then retrain the found cell from scratch and report test accuracy")
+    search.add_argument("--retrain-epochs", type=int)
+    search.add_argument("--retrain-channels", type=int)
+    search.add_argument("--retrain-layers", type=int)
+
+    train = sub.add_parser("train", help="retrain a found or named cell from scratch")
+    train.add_argument("arch", metavar="ARCH", help="darts_v1, darts_v2, an arch.json or a run dir")
+    _common(train)
+    train.add_argument("--auxiliary", action="store_true", help="auxiliary head, weight 0.4")
+    train.add_argument("--drop-path", type=float, default=0.0,
+                       help="final drop-path rate, raised linearly over the epochs")
+    train.add_argument("--cutout", action="store_true",
+                       help="cutout augmentation (16 px on 32×32 images, half the side below)")
+    train.add_argument("--lr", type=float, help="initial learning rate (cosine schedule)")
+
+    prof = sub.add_parser("profile", help="parameters and MACs of a cell's network")
+    prof.add_argument("arch", metavar="ARCH", help="darts_v1, darts_v2, an arch.json or a run dir")
+    _common(prof, data=False)
+    prof.add_argument("--imagenet", action="store_true",
+                      help="the ImageNet network (C=48, 14 cells, 224×224) instead of CIFAR's")
+    prof.add_argument("--classes", type=int, help="default 10, or 1000 with --imagenet")
+    prof.add_argument("--auxiliary", action="store_true", help="include the auxiliary head")
+    prof.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    return args.out or Path("runs") / f"{args.command}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _pick(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _search(args: argparse.Namespace) -> int:
+    d = runs.defaults_for(args.dataset, runs.SEARCH_DEFAULTS)
+    settings = {"dataset": args.dataset, "data_dir": args.data_dir, "seed": args.seed,
+                "device": args.device, "nodes": args.nodes,
+                "ops": [op.strip() for op in args.ops.split(",") if op.strip()],
+                "order": args.order, "hvp": args.hvp,
+                "epochs": _pick(args.epochs, d["epochs"]),
+                "channels": _pick(args.channels, d["channels"]),
+                "layers": _pick(args.layers, d["layers"]),
+                "batch_size": _pick(args.batch_size, d["batch_size"])}
+    train_settings = _train_settings(args, prefix="retrain_") if args.retrain else None
+    out = _out_dir(args)
+    arch = runs.run_search(settings, out, progress=not args.quiet, overwrite=args.overwrite)
+    if train_settings is not None:
+        runs.run_train(arch, train_settings, out / "retrain", progress=not args.quiet)
+    return 0
+
+
+def _train_settings(args: argparse.Namespace, *, prefix: str = "") -> dict[str, Any]:
+    d = runs.defaults_for(args.dataset, runs.TRAIN_DEFAULTS)
+    return {"dataset": args.dataset, "data_dir": args.data_dir, "seed": args.seed,
+            "device": args.device,
+            "epochs": _pick(getattr(args, f"{prefix}epochs"), d["epochs"]),
+            "channels": _pick(getattr(args, f"{prefix}channels"), d["channels"]),
+            "layers": _pick(getattr(args, f"{prefix}layers"), d["layers"]),
+            "batch_size": _pick(args.batch_size if not prefix else None, d["batch_size"]),
+            "lr": _pick(getattr(args, "lr", None), d["lr"]),
+            "auxiliary": getattr(args, "auxiliary", False),
+            "drop_path": getattr(args, "drop_path", 0.0), "cutout": getattr(args, "cutout", False)}
+
+
+def _train(args: argparse.Namespace) -> int:
+    arch = runs.resolve_arch(args.arch)
+    runs.run_train(arch, _train_settings(args), _out_dir(args), progress=not args.quiet,
+                   overwrite=args.overwrite)
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    arch = runs.resolve_arch(args.arch)
+    channels = _pick(args.channels, 48 if args.imagenet else 36)
+    layers = _pick(args.layers, 14 if args.imagenet else 20)
+    classes = _pick(args.classes, 1000 if args.imagenet else 10)
+    stats = runs.profile(arch, channels=channels, layers=layers, num_classes=classes,
+                         imagenet=args.imagenet, auxiliary=args.auxiliary)
+    if args.json:
+        print(json.dumps({k: stats[k] for k in ("num_params", "num_params_no_aux", "macs")}))
+    else:
+        kind = "ImageNet" if args.imagenet else "CIFAR"
+        print(f"{kind} network, C={channels}, {layers} cells, {classes} classes, input "
+              f"{'x'.join(map(str, stats['input_shape']))}\n"
+              f"  parameters:              {stats['num_params']:,}\n"
+              f"  without auxiliary head:  {stats['num_params_no_aux']:,}\n"
+              f"  MACs (conv + linear):    {stats['macs']:,}")
+    return 0
+
+
+COMMANDS = {"search": _search, "train": _train, "profile": _profile}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ArchsearchError as exc:
+        print(f"archsearch: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except FloatingPointError as exc:
+        print(f"archsearch: stopped: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("archsearch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Convolutional DARTS operations in ReLU-Conv-BN order (DARTS: arXiv:1806.09055, §2.1).
+
+Every op here begins with a ReLU of its input. The supernet feeds one input to many ops, so
+each op also exposes `forward_activated(x_relu)`, which skips that first ReLU: the supernet
+computes `relu(x)` once per source node instead of once per op. The result is the same;
+only work and memory are saved. All convolutions are bias-free, as in the paper's code.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archsearch.ops.depthwise import DepthwiseConv2d
+
+
+class PreActivated(nn.Module):
+    """An op of the form `body(relu(x))`; subclasses fill `self.body`."""
+
+    body: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_activated(F.relu(x))
+
+    def forward_activated(self, x_relu: torch.Tensor) -> torch.Tensor:
+        """The op applied to an input that has already gone through ReLU."""
+        return self.body(x_relu)
+
+
+class ReLUConvBN(PreActivated):
+    """ReLU → k×k conv → BN; with k=1 it preprocesses cell inputs to C channels."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int,
+                 affine: bool = True) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class DilConv(PreActivated):
+    """ReLU → depthwise k×k conv with dilation → pointwise 1×1 conv → BN."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int,
+                 dilation: int, affine: bool = True) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            DepthwiseConv2d(c_in, kernel_size, stride=stride, padding=padding,
+                            dilation=dilation),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class SepConv(PreActivated):
+    """Separable conv applied twice, as in the DARTS code: the stride is in the first half.
+
+    ReLU → dw k×k (stride) → pw 1×1 → BN → ReLU → dw k×k → pw 1×1 → BN.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int,
+                 affine: bool = True) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            DepthwiseConv2d(c_in, kernel_size, stride=stride, padding=padding),
+            nn.Conv2d(c_in, c_in, 1, bias=False),
+            nn.BatchNorm2d(c_in, affine=affine),
+            # In place is safe: BN's backward needs its input, not its output.
+            nn.ReLU(inplace=True),
+            DepthwiseConv2d(c_in, kernel_size, padding=padding),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class FactorizedReduce(PreActivated):
+    """Halves the resolution without losing pixels: two 1×1 stride-2 convs, one on the input
+    shifted by one pixel, each giving half the output channels; concatenated, then BN.
+
+    Used as `skip_connect` at stride 2 and to preprocess a cell input that is one
+    reduction behind.
+    """
+
+    def __init__(self, c_in: int, c_out: int, affine: bool = True) -> None:
+        super().__init__()
+        if c_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even number of channels, got {c_out}")
+        self.conv_even = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_odd = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+
+    def forward_activated(self, x_relu: torch.Tensor) -> torch.Tensor:
+        # Shift by one pixel; the zero pad on the far side keeps odd sizes aligned and is
+        # never sampled by the stride-2 conv when the size is even.
+        shifted = F.pad(x_relu[:, :, 1:, 1:], (0, 1, 0, 1))
+        out = torch.cat([self.conv_even(x_relu), self.conv_odd(shifted)], dim=1)
+        return self.bn(out)

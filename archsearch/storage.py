@@ -1,0 +1,97 @@
+"""Run directories and atomic file writes.
+
+Every result file is written to a temporary file in the same folder and renamed into
+place, so a crash leaves either the old file or the new one, never half of one. Epoch logs
+are append-only JSON Lines, one complete record per line, flushed and fsynced per record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from archsearch.errors import ConfigError
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` atomically (temporary file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, doc: Any) -> Path:
+    return atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_bytes(path: str | Path, write: Any) -> Path:
+    """Call `write(file_object)` on a temporary file, then rename it to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class JsonlLog:
+    """An append-only JSON Lines file: one complete record per line."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        line = json.dumps(dict(record), separators=(",", ":")) + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        records = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                records.append(json.loads(line))
+        return records
+
+
+def prepare_run_dir(path: str | Path, *, overwrite: bool = False) -> Path:
+    """Create the run directory; refuse to mix a new run into a non-empty one."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"--out {path} already holds a run; choose another directory "
+                              "or pass --overwrite")
+        for child in path.iterdir():
+            if child.is_file() or child.is_symlink():
+                child.unlink()
+            else:
+                raise ConfigError(f"--out {path} contains the folder {child.name}; "
+                                  "remove it yourself or choose another directory")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

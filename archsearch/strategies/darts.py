@@ -1,0 +1,181 @@
+"""DARTS: Differentiable Architecture Search (Liu, Simonyan & Yang, ICLR 2019, arXiv:1806.09055).
+
+The training data is split in halves: the first trains the supernet's weights w, the
+second its architecture α (§3.1). Each step updates α on a batch of the second half, then w
+on a batch of the first (Algorithm 1), with first- or second-order architecture gradients.
+After each epoch the current α is discretised, so the log shows how the cell evolves.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from archsearch.data import TensorLoader, split_in_half
+from archsearch.errors import ConfigError
+from archsearch.space import Arch
+from archsearch.spaces.darts import DartsCellSpace
+from archsearch.strategies._base import EpochCallback, OneShotStrategy
+from archsearch.supernet import BilevelOptimizer, DartsSupernet
+
+
+@dataclass
+class DartsResult:
+    """What a DARTS search hands over."""
+
+    arch: Arch
+    alphas: dict[str, list[list[float]]]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    supernet: DartsSupernet | None = None
+
+
+def cosine_lr(base: float, floor: float, epoch: int, epochs: int) -> float:
+    """Cosine annealing from `base` (epoch 0) towards `floor` (epoch `epochs`)."""
+    return floor + 0.5 * (base - floor) * (1 + math.cos(math.pi * epoch / epochs))
+
+
+class DARTS(OneShotStrategy):
+    """DARTS search with the paper's defaults (CIFAR-10 settings of §3.1 / Table 1).
+
+    Args:
+        space: the cell space (nodes, op set).
+        order: "first" or "second" (unrolled gradient, eq. 7).
+        hvp: second order only: "finite-difference" (eq. 8) or "exact" (double backward).
+        epochs, channels, layers, batch_size: search length and supernet size.
+        lr, lr_min, momentum, weight_decay, grad_clip: SGD on w, cosine from lr to lr_min.
+        arch_lr, arch_betas, arch_weight_decay: Adam on α.
+        xi: virtual step size; None = the current weight learning rate (the paper).
+        crop_padding, flip, cutout_length: augmentation of training batches.
+        seed: seeds the supernet's initialisation and the data order.
+        device: where the supernet runs ("cpu", "cuda:0", ...).
+    """
+
+    def __init__(self, space: DartsCellSpace, *, order: str = "first",
+                 hvp: str = "finite-difference", epochs: int = 50, channels: int = 16,
+                 layers: int = 8, batch_size: int = 64, lr: float = 0.025, lr_min: float = 0.001,
+                 momentum: float = 0.9, weight_decay: float = 3e-4, grad_clip: float = 5.0,
+                 arch_lr: float = 3e-4, arch_betas: tuple[float, float] = (0.5, 0.999),
+                 arch_weight_decay: float = 1e-3, xi: float | None = None,
+                 crop_padding: int = 0, flip: bool = False, cutout_length: int = 0,
+                 seed: int = 0, device: str | torch.device = "cpu") -> None:
+        if epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {epochs}")
+        if batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+        self.space = space
+        self.order, self.hvp = order, hvp
+        self.epochs, self.channels, self.layers, self.batch_size = epochs, channels, layers, batch_size
+        self.lr, self.lr_min, self.momentum = lr, lr_min, momentum
+        self.weight_decay, self.grad_clip = weight_decay, grad_clip
+        self.arch_lr, self.arch_betas, self.arch_weight_decay = arch_lr, arch_betas, arch_weight_decay
+        self.xi = xi
+        self.augment = {"crop_padding": crop_padding, "flip": flip, "cutout_length": cutout_length}
+        self.seed = seed
+        self.device = torch.device(device)
+
+    def extra_repr(self) -> str:
+        return (f"order={self.order!r}, epochs={self.epochs}, channels={self.channels}, "
+                f"layers={self.layers}, nodes={self.space.nodes}")
+
+    def build_supernet(self, *, num_classes: int, in_channels: int) -> DartsSupernet:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            net = DartsSupernet(self.space, channels=self.channels, layers=self.layers,
+                                num_classes=num_classes, in_channels=in_channels)
+        return net.to(self.device)
+
+    def search(self, x_train: Tensor, y_train: Tensor, *, num_classes: int,
+               on_epoch: EpochCallback | None = None, progress: bool = True) -> DartsResult:
+        """Search on `x_train` (N, C, H, W), split in halves for w and α."""
+        (xw, yw), (xa, ya) = split_in_half(x_train, y_train, seed=self.seed)
+        if min(len(xw), len(xa)) < self.batch_size:
+            raise ConfigError(f"--batch-size {self.batch_size} is larger than each half of the "
+                              f"training data ({min(len(xw), len(xa))} examples)")
+        net = self.build_supernet(num_classes=num_classes, in_channels=x_train.shape[1])
+        w_loader = TensorLoader(xw, yw, batch_size=self.batch_size, seed=self.seed,
+                                drop_last=True, **self.augment)
+        a_loader = TensorLoader(xa, ya, batch_size=self.batch_size, seed=self.seed + 10_000,
+                                drop_last=True, **self.augment)
+        stash: dict[str, Tensor] = {}
+        optimizer = self._bilevel(net, stash)
+        history: list[dict[str, Any]] = []
+        epochs = tqdm(range(self.epochs), desc="search", unit="epoch", disable=not progress)
+        for epoch in epochs:
+            record = self._epoch(net, optimizer, w_loader, a_loader, (xa, ya), epoch, stash,
+                                 progress)
+            history.append(record)
+            epochs.set_postfix(loss=f"{record['train_loss']:.3f}",
+                               val_acc=f"{record['val_accuracy']:.3f}")
+            if on_epoch is not None:
+                on_epoch(record)
+        return DartsResult(arch=net.derive(), alphas=net.alphas(), history=history, supernet=net)
+
+    def _bilevel(self, net: DartsSupernet, stash: dict[str, Tensor]) -> BilevelOptimizer:
+        def loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+            x, y = batch
+            logits = model(x)
+            stash["logits"] = logits.detach()  # the last call of a step is the w step
+            return F.cross_entropy(logits, y)
+
+        weight_opt = torch.optim.SGD(net.weight_parameters(), lr=self.lr, momentum=self.momentum,
+                                     weight_decay=self.weight_decay)
+        arch_opt = torch.optim.Adam(net.arch_parameters(), lr=self.arch_lr, betas=self.arch_betas,
+                                    weight_decay=self.arch_weight_decay)
+        return BilevelOptimizer(net, net.arch_parameter_names(), train_loss=loss, val_loss=loss,
+                                weight_optimizer=weight_opt, arch_optimizer=arch_opt,
+                                order=self.order, hvp=self.hvp, xi=self.xi,
+                                grad_clip=self.grad_clip)
+
+    def _epoch(self, net: DartsSupernet, opt: BilevelOptimizer, w_loader: TensorLoader,
+               a_loader: TensorLoader, val_data: tuple[Tensor, Tensor], epoch: int,
+               stash: dict[str, Tensor], progress: bool) -> dict[str, Any]:
+        start = time.perf_counter()
+        lr = cosine_lr(self.lr, self.lr_min, epoch, self.epochs)
+        for group in opt.weight_optimizer.param_groups:
+            group["lr"] = lr
+        w_loader.set_epoch(epoch)
+        a_loader.set_epoch(epoch)
+        net.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        steps = tqdm(zip(w_loader, a_loader, strict=False), total=min(len(w_loader), len(a_loader)),
+                     desc=f"epoch {epoch + 1}/{self.epochs}", unit="step", leave=False,
+                     disable=not progress)
+        for (xw, yw), (xa, ya) in steps:
+            train_batch = (xw.to(self.device), yw.to(self.device))
+            val_batch = (xa.to(self.device), ya.to(self.device))
+            loss = opt.step(train_batch, val_batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} in epoch "
+                                         f"{epoch + 1}; lower --lr or check the data")
+            total_loss += loss.item() * len(yw)
+            correct += int((stash["logits"].argmax(1) == train_batch[1]).sum())
+            seen += len(yw)
+        val_loss, val_acc = evaluate(net, *val_data, device=self.device)
+        arch = net.derive()
+        return {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / seen,
+                "train_accuracy": correct / seen, "val_loss": val_loss, "val_accuracy": val_acc,
+                "alphas": net.alphas(), "genotype": self.space.describe(arch),
+                "seconds": time.perf_counter() - start}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, device: torch.device | str = "cpu",
+             batch_size: int = 256) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `model` in eval mode; restores its mode."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+        logits = model(xb)
+        total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += int((logits.argmax(1) == yb).sum())
+    model.train(was_training)
+    return total_loss / len(x), correct / len(x)

@@ -1,0 +1,98 @@
+"""Alternating bilevel optimisation (DARTS: arXiv:1806.09055, Algorithm 1).
+
+Each step first updates α on a validation batch with the architecture gradient of the
+chosen order, then w on a training batch. It works for any module whose parameters split
+into weights and architecture parameters, with any pair of losses `loss(model, batch)`:
+the DARTS supernet and the paper's two-parameter toy problem run through the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from archsearch.errors import ConfigError
+from archsearch.supernet._hypergrad import HYPERGRADS, LossFn, VirtualStep, split_parameters
+
+ORDERS = ("first", "second")
+HVPS = ("finite-difference", "exact")
+
+
+class BilevelOptimizer:
+    """Updates α then w, as in Algorithm 1.
+
+    Args:
+        model: the module; its parameters named in `arch_names` are α, the rest are w.
+        arch_names: names of the architecture parameters.
+        train_loss, val_loss: `loss(model, batch) -> scalar tensor`.
+        weight_optimizer: optimiser over the weights (SGD in DARTS). Its lr, momentum,
+            weight decay and momentum buffers define the virtual step of second order.
+        arch_optimizer: optimiser over α (Adam in DARTS).
+        order: "first" (ξ = 0) or "second" (unrolled, eq. 7).
+        hvp: for second order, "finite-difference" (eq. 8, default) or "exact".
+        xi: ξ of the virtual step; None means the weight optimiser's current lr.
+        grad_clip: max global norm of the weight gradient (None: no clipping).
+    """
+
+    def __init__(self, model: nn.Module, arch_names: Sequence[str], *, train_loss: LossFn,
+                 val_loss: LossFn, weight_optimizer: torch.optim.Optimizer,
+                 arch_optimizer: torch.optim.Optimizer, order: str = "first",
+                 hvp: str = "finite-difference", xi: float | None = None,
+                 grad_clip: float | None = 5.0) -> None:
+        if order not in ORDERS:
+            raise ConfigError(f"--order must be one of {', '.join(ORDERS)}, got {order!r}")
+        if hvp not in HVPS:
+            raise ConfigError(f"--hvp must be one of {', '.join(HVPS)}, got {hvp!r}")
+        self.model = model
+        self.arch_names = tuple(arch_names)
+        self.weights, self.arch = split_parameters(model, self.arch_names)
+        self.train_loss = train_loss
+        self.val_loss = val_loss
+        self.weight_optimizer = weight_optimizer
+        self.arch_optimizer = arch_optimizer
+        self.order = order
+        self.hypergrad = HYPERGRADS["first" if order == "first" else hvp]
+        self.xi = xi
+        self.grad_clip = grad_clip
+
+    def virtual_step(self) -> VirtualStep:
+        """ξ, μ, λ and momentum buffers read from the weight optimiser (explicitly)."""
+        group = self.weight_optimizer.param_groups[0]
+        xi = group["lr"] if self.xi is None else self.xi
+        buffers = {}
+        for name, p in self.weights.items():
+            buf = self.weight_optimizer.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                buffers[name] = buf
+        return VirtualStep(xi=xi, momentum=group.get("momentum", 0.0),
+                           weight_decay=group.get("weight_decay", 0.0), momentum_buffers=buffers)
+
+    def arch_step(self, train_batch: Any, val_batch: Any) -> None:
+        """One update of α with the architecture gradient of the chosen order."""
+        grads = self.hypergrad(self.model, self.arch_names, self.train_loss, self.val_loss,
+                               train_batch, val_batch, self.virtual_step())
+        self.arch_optimizer.zero_grad(set_to_none=True)
+        for name, p in self.arch.items():
+            p.grad = grads[name]
+        self.arch_optimizer.step()
+
+    def weight_step(self, train_batch: Any) -> Tensor:
+        """One update of w on a training batch; returns the (detached) training loss."""
+        loss = self.train_loss(self.model, train_batch)
+        # Only the weights' gradients: α must not accumulate a training gradient.
+        grads = torch.autograd.grad(loss, list(self.weights.values()))
+        self.weight_optimizer.zero_grad(set_to_none=True)
+        for p, g in zip(self.weights.values(), grads, strict=True):
+            p.grad = g
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(list(self.weights.values()), self.grad_clip)
+        self.weight_optimizer.step()
+        return loss.detach()
+
+    def step(self, train_batch: Any, val_batch: Any) -> Tensor:
+        """Algorithm 1, one iteration: α on the validation batch, then w on the training batch."""
+        self.arch_step(train_batch, val_batch)
+        return self.weight_step(train_batch)

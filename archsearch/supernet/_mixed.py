@@ -1,0 +1,139 @@
+"""The DARTS continuous relaxation of one cell (DARTS: arXiv:1806.09055, eq. 2).
+
+Each edge (i, j) computes  ō(x_j) = Σ_o softmax(α_ij)_o · o(x_j).  This file computes exactly
+that, but organised around the *source* node instead of the edge, which removes work that
+a per-edge implementation repeats:
+
+* `none` contributes softmax(α)_none · 0 = 0 to the sum and is never computed (its α still
+  gets the right gradient through the softmax normalisation of the other ops).
+* Parameter-free ops (max/avg pooling followed by a non-affine BN, identity skip) depend only
+  on the source node and the stride, so they are computed once per source node and shared by
+  every edge leaving it, instead of once per edge.
+* Every conv op starts with ReLU(x_j); that ReLU is computed once per source node.
+
+The output equals the per-edge formulation up to floating-point summation order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archsearch.ops import POOLING_OPS, PreActivated, create_op
+
+
+class SourceFeatures:
+    """What every edge leaving one node shares: the node, its ReLU and its pooled versions."""
+
+    __slots__ = ("x", "relu", "pooled")
+
+    def __init__(self, x: torch.Tensor, relu: torch.Tensor | None,
+                 pooled: dict[str, torch.Tensor]) -> None:
+        self.x = x  # (B, C, H, W)
+        self.relu = relu  # (B, C, H, W) or None when no op needs it
+        self.pooled = pooled  # op name -> (B, C, H/s, W/s), BN applied
+
+
+class MixedEdge(nn.Module):
+    """The parametric part of one mixed edge: the conv ops and a strided skip."""
+
+    def __init__(self, ops: Sequence[str], channels: int, stride: int) -> None:
+        super().__init__()
+        self.op_names = tuple(ops)
+        self.stride = stride
+        # Parametric ops only; shared ones are looked up in SourceFeatures.
+        self.ops = nn.ModuleDict({
+            name: create_op(name, channels, stride, affine=False)
+            for name in ops if _is_parametric(name, stride)})
+
+    def forward(self, src: SourceFeatures, weights: torch.Tensor) -> torch.Tensor | None:
+        """Σ_o weights[o] · o(x) over the ops of this edge; `weights` is (K,) after softmax."""
+        out: torch.Tensor | None = None
+        for k, name in enumerate(self.op_names):
+            if name == "none":
+                continue
+            y = self._run_op(name, src)
+            term = y * weights[k]
+            out = term if out is None else out + term
+        return out
+
+    def _run_op(self, name: str, src: SourceFeatures) -> torch.Tensor:
+        if name in src.pooled:
+            return src.pooled[name]
+        if name == "skip_connect" and self.stride == 1:
+            return src.x
+        op = self.ops[name]
+        if isinstance(op, PreActivated) and src.relu is not None:
+            return op.forward_activated(src.relu)
+        return op(src.x)
+
+
+def _is_parametric(name: str, stride: int) -> bool:
+    if name == "none" or name in POOLING_OPS:
+        return False
+    return not (name == "skip_connect" and stride == 1)
+
+
+class SearchCell(nn.Module):
+    """A supernet cell: 2 preprocessed inputs, `nodes` intermediate nodes of mixed edges.
+
+    Edges are stored in α-row order: node 2 reads nodes 0, 1; node 3 reads 0, 1, 2; ...
+    """
+
+    def __init__(self, *, ops: Sequence[str], nodes: int, c_prev_prev: int, c_prev: int,
+                 channels: int, reduction: bool, reduction_prev: bool) -> None:
+        super().__init__()
+        from archsearch.ops import FactorizedReduce, ReLUConvBN
+
+        self.nodes = nodes
+        self.reduction = reduction
+        self.preprocess0 = (FactorizedReduce(c_prev_prev, channels, affine=False)
+                            if reduction_prev else
+                            ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=False))
+        self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList(
+            MixedEdge(ops, channels, self._stride(j))
+            for i in range(2, nodes + 2) for j in range(i))
+        self.pool_names = tuple(op for op in ops if op in POOLING_OPS)
+        # One non-affine BN after each pooling op, per source node (the last node is no source).
+        self.pool_bn = nn.ModuleList(
+            nn.ModuleDict({op: nn.BatchNorm2d(channels, affine=False) for op in self.pool_names})
+            for _ in range(nodes + 1))
+        self.needs_relu = any(isinstance(m, PreActivated)
+                              for e in self.edges for m in e.ops.values())
+
+    def _stride(self, source: int) -> int:
+        return 2 if self.reduction and source < 2 else 1
+
+    def _source(self, j: int, x: torch.Tensor) -> SourceFeatures:
+        stride = self._stride(j)
+        pooled = {}
+        for op in self.pool_names:
+            if op == "max_pool_3x3":
+                p = F.max_pool2d(x, 3, stride=stride, padding=1)
+            else:
+                p = F.avg_pool2d(x, 3, stride=stride, padding=1, count_include_pad=False)
+            pooled[op] = self.pool_bn[j][op](p)
+        return SourceFeatures(x, F.relu(x) if self.needs_relu else None, pooled)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """`weights` is softmax(α) of this cell type, (edges, ops); returns (B, nodes·C, H, W)."""
+        sources = [self._source(0, self.preprocess0(s0)), self._source(1, self.preprocess1(s1))]
+        states: list[torch.Tensor] = []
+        row = 0
+        for i in range(2, self.nodes + 2):
+            node: torch.Tensor | None = None
+            for j in range(i):
+                term = self.edges[row + j](sources[j], weights[row + j])
+                if term is not None:
+                    node = term if node is None else node + term
+            row += i
+            # The space guarantees an op other than `none`, so every edge adds a term.
+            assert node is not None
+            states.append(node)
+            if i < self.nodes + 1:
+                sources.append(self._source(i, node))
+        return torch.cat(states, dim=1)
