@@ -71,9 +71,11 @@ class DepthwiseConv2d(nn.Conv2d):
                          dilation=dilation, groups=channels, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        # Measured on 2 CPU cores: the rewrite pays off for dilated stride-1 kernels only;
-        # oneDNN's own backward is as fast or faster for the others.
-        if self.stride[0] != 1 or self.dilation[0] == 1 or x.shape[-1] != x.shape[-2]:
+        # Measured on 2 CPU cores: the rewrite pays off for dilated stride-1 kernels in
+        # float32 only; oneDNN's own backward is as fast or faster for the others, and in
+        # float64 (no oneDNN kernels) the dilated fallback makes it far slower.
+        if (self.stride[0] != 1 or self.dilation[0] == 1 or x.dtype != torch.float32
+                or x.shape[-1] != x.shape[-2]):
             return super().forward(x)
         return _DepthwiseConvFunction.apply(x, self.weight, self.stride[0], self.padding[0],
                                             self.dilation[0])

@@ -1,0 +1,99 @@
+"""The DARTS operations: shapes, ordering and the details the paper's code fixes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from archsearch.ops import DARTS_OPS, OPS, DilConv, FactorizedReduce, SepConv, Zero, create_op
+from archsearch.ops.depthwise import DepthwiseConv2d
+from archsearch.registry import UnknownNameError
+
+
+def test_darts_op_order_is_the_alpha_column_order():
+    assert DARTS_OPS == ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
+                         "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+    assert all(name in OPS for name in DARTS_OPS)
+
+
+@pytest.mark.parametrize("name", DARTS_OPS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_every_op_keeps_channels_and_scales_resolution(name, stride):
+    x = torch.randn(2, 8, 8, 8)
+    y = create_op(name, 8, stride)(x)
+    assert y.shape == (2, 8, 8 // stride, 8 // stride)
+
+
+def test_none_is_zero_and_skip_reduces_by_factorized_reduction():
+    x = torch.randn(2, 4, 6, 6)
+    assert torch.equal(Zero(1)(x), torch.zeros_like(x))
+    assert isinstance(create_op("skip_connect", 4, 1), nn.Identity)
+    assert isinstance(create_op("skip_connect", 4, 2), FactorizedReduce)
+
+
+def test_avg_pool_excludes_padding():
+    ones = torch.ones(1, 1, 4, 4)
+    # Counting the padded zeros would give 4/9 in the corners; excluding them gives 1.
+    assert torch.allclose(create_op("avg_pool_3x3", 1, 1)(ones), ones)
+
+
+def test_sep_conv_is_applied_twice_in_relu_conv_bn_order():
+    op = create_op("sep_conv_3x3", 4, 2, affine=False)
+    assert isinstance(op, SepConv)
+    kinds = [type(m).__name__ for m in op.body]
+    assert kinds == ["DepthwiseConv2d", "Conv2d", "BatchNorm2d", "ReLU",
+                     "DepthwiseConv2d", "Conv2d", "BatchNorm2d"]
+    assert op.body[0].stride == (2, 2) and op.body[4].stride == (1, 1)
+    assert not op.body[2].affine  # search: non-affine BN
+    assert all(m.bias is None for m in op.body if isinstance(m, nn.Conv2d))
+
+
+def test_dil_conv_has_dilation_two_and_keeps_size():
+    for name, kernel, padding in (("dil_conv_3x3", 3, 2), ("dil_conv_5x5", 5, 4)):
+        op = create_op(name, 4, 1)
+        assert isinstance(op, DilConv)
+        dw = op.body[0]
+        assert dw.dilation == (2, 2) and dw.kernel_size == (kernel, kernel)
+        assert dw.padding == (padding, padding)
+
+
+def test_conv_ops_begin_with_relu():
+    op = create_op("dil_conv_3x3", 4, 1).eval()
+    x = torch.randn(2, 4, 6, 6)
+    assert torch.allclose(op(x), op.forward_activated(torch.relu(x)))
+    assert torch.allclose(op(x), op(torch.relu(x)))  # negative inputs do not matter
+
+
+def test_factorized_reduce_uses_both_pixel_phases():
+    fr = FactorizedReduce(2, 4).eval()
+    x = torch.zeros(1, 2, 4, 4)
+    x[..., 1::2, 1::2] = 1.0  # only the odd phase is non-zero
+    out = fr.conv_odd(torch.relu(x)[:, :, 1:, 1:])
+    assert out.abs().sum() > 0
+    assert fr(torch.randn(1, 2, 7, 7)).shape == (1, 4, 4, 4)  # odd sizes work too
+
+
+def test_unknown_op_suggests_the_closest_name():
+    with pytest.raises(UnknownNameError, match="did you mean 'sep_conv_3x3'"):
+        create_op("sep_conv3x3", 4, 1)
+
+
+@pytest.mark.parametrize("kernel,dilation,stride", [(3, 2, 1), (5, 2, 1), (3, 1, 1), (5, 2, 2)])
+def test_depthwise_conv_gradients_match_autograd_of_plain_conv(float64, kernel, dilation,
+                                                                stride):
+    padding = dilation * (kernel - 1) // 2
+    fast = DepthwiseConv2d(3, kernel, stride=stride, padding=padding, dilation=dilation)
+    plain = nn.Conv2d(3, 3, kernel, stride=stride, padding=padding, dilation=dilation,
+                      groups=3, bias=False)
+    plain.weight.data.copy_(fast.weight.data)
+    x = torch.randn(2, 3, 9, 9, requires_grad=True)
+    g = torch.randn_like(plain(x))
+    fast_grads = torch.autograd.grad(fast(x), [x, fast.weight], g, create_graph=True)
+    plain_grads = torch.autograd.grad(plain(x), [x, plain.weight], g, create_graph=True)
+    for a, b in zip(fast_grads, plain_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
+    # Double backward (the exact unrolled DARTS gradient needs it) matches as well.
+    second_fast = torch.autograd.grad(fast_grads[0].pow(2).sum(), fast.weight)[0]
+    second_plain = torch.autograd.grad(plain_grads[0].pow(2).sum(), plain.weight)[0]
+    assert torch.allclose(second_fast, second_plain, atol=1e-10)
