@@ -111,10 +111,13 @@ def _search(args: argparse.Namespace) -> int:
                 "layers": _pick(args.layers, d["layers"]),
                 "batch_size": _pick(args.batch_size, d["batch_size"])}
     train_settings = _train_settings(args, prefix="retrain_") if args.retrain else None
+    if train_settings is not None:  # fail before a long search, not after it
+        runs.check_train_settings(train_settings)
     out = _out_dir(args)
     arch = runs.run_search(settings, out, progress=not args.quiet, overwrite=args.overwrite)
     if train_settings is not None:
-        runs.run_train(arch, train_settings, out / "retrain", progress=not args.quiet)
+        runs.run_train(arch, train_settings, out / "retrain", progress=not args.quiet,
+                       overwrite=args.overwrite)
     return 0
 
 

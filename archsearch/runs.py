@@ -25,6 +25,7 @@ from archsearch.data import Dataset, TensorLoader, load_dataset
 from archsearch.errors import ArchError, ConfigError
 from archsearch.hardware import count_macs, num_params
 from archsearch.networks import DartsNetwork
+from archsearch.networks.darts import check_network_size
 from archsearch.space import Arch
 from archsearch.spaces.darts import NAMED_CELLS, DartsCellSpace
 from archsearch.storage import JsonlLog, atomic_write_bytes, atomic_write_json, prepare_run_dir
@@ -60,6 +61,9 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"--device {name}: CUDA is not available on this machine")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"--device {name}: MPS is not available on this machine")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {name}: unsupported device type {device.type!r} "
+                          "(use cpu, cuda[:N] or mps)")
     return device
 
 
@@ -103,7 +107,8 @@ def run_search(settings: Mapping[str, Any], out: Path, *, progress: bool = True,
                      channels=s["channels"], layers=s["layers"], batch_size=s["batch_size"],
                      seed=s["seed"], device=device, **augmentation(data))
     _check_batch(s["batch_size"], len(data.x_train) // 2)
-    out = prepare_run_dir(out, overwrite=overwrite)
+    # A search run may hold the retraining of its cell in retrain/: --overwrite replaces both.
+    out = prepare_run_dir(out, overwrite=overwrite, subdirs=("retrain",))
     atomic_write_json(out / "config.json", _meta("search", s))
     log(f"search: {strategy!r} on {data.describe()} -> {out}")
     epoch_log = JsonlLog(out / "log.jsonl")
@@ -131,18 +136,26 @@ def build_network(arch: Arch, *, channels: int, layers: int, num_classes: int,
                             auxiliary=auxiliary, imagenet=imagenet)
 
 
+def check_train_settings(settings: Mapping[str, Any], *, progress: bool = True) -> Trainer:
+    """Everything about a training run that can be checked without its data and arch."""
+    check_network_size(settings["channels"], settings["layers"])
+    if settings["batch_size"] < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {settings['batch_size']}")
+    return Trainer(epochs=settings["epochs"], lr=settings["lr"],
+                   drop_path_prob=settings["drop_path"], device=resolve_device(settings["device"]),
+                   progress=progress)
+
+
 def run_train(arch: Arch, settings: Mapping[str, Any], out: Path, *, progress: bool = True,
               overwrite: bool = False, log: Log = print) -> dict[str, Any]:
     """Retrain `arch` from scratch; writes the train run directory and returns the metrics."""
     s = dict(settings)
-    device = resolve_device(s["device"])
+    trainer = check_train_settings(s, progress=progress)
     data = load_dataset(s["dataset"], s["data_dir"], seed=s["seed"])
     model = build_network(arch, channels=s["channels"], layers=s["layers"],
                           num_classes=data.num_classes, in_channels=data.in_channels,
                           auxiliary=s["auxiliary"], seed=s["seed"])
     _check_aux(model, data)
-    trainer = Trainer(epochs=s["epochs"], lr=s["lr"], drop_path_prob=s["drop_path"],
-                      device=device, progress=progress)
     _check_batch(s["batch_size"], len(data.x_train))
     cutout = (16 if data.image_size >= 32 else max(1, data.image_size // 2)) if s["cutout"] else 0
     loader = TensorLoader(data.x_train, data.y_train, batch_size=s["batch_size"], seed=s["seed"],

@@ -78,8 +78,14 @@ class JsonlLog:
         return records
 
 
-def prepare_run_dir(path: str | Path, *, overwrite: bool = False) -> Path:
-    """Create the run directory; refuse to mix a new run into a non-empty one."""
+def prepare_run_dir(path: str | Path, *, overwrite: bool = False,
+                    subdirs: tuple[str, ...] = ()) -> Path:
+    """Create the run directory; refuse to mix a new run into a non-empty one.
+
+    With `overwrite`, the files of an existing run are removed, and so are the folders
+    named in `subdirs` (with their files) — but only after checking that nothing else is
+    there, so a refusal deletes nothing.
+    """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path} exists and is not a directory")
@@ -87,11 +93,26 @@ def prepare_run_dir(path: str | Path, *, overwrite: bool = False) -> Path:
         if not overwrite:
             raise ConfigError(f"--out {path} already holds a run; choose another directory "
                               "or pass --overwrite")
-        for child in path.iterdir():
-            if child.is_file() or child.is_symlink():
-                child.unlink()
-            else:
+        _clear_run_dir(path, subdirs)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {path}: cannot create the run directory "
+                          f"({exc.strerror})") from None
+    return path
+
+
+def _clear_run_dir(path: Path, subdirs: tuple[str, ...]) -> None:
+    children = list(path.iterdir())
+    for child in children:
+        if child.is_dir() and not child.is_symlink():
+            if child.name not in subdirs or any(c.is_dir() for c in child.iterdir()):
                 raise ConfigError(f"--out {path} contains the folder {child.name}; "
                                   "remove it yourself or choose another directory")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    for child in children:
+        if child.is_dir() and not child.is_symlink():
+            for inner in child.iterdir():
+                inner.unlink()
+            child.rmdir()
+        else:
+            child.unlink()

@@ -38,7 +38,8 @@ def train_loss(model: nn.Module, batch: object) -> torch.Tensor:
     return model.w**2 - 2 * model.alpha * model.w + model.alpha**2
 
 
-def solve(xi: float, steps: int, hvp: str = "finite-difference", lr: float = 0.1) -> tuple[float, float]:
+def solve(xi: float, steps: int, hvp: str = "finite-difference",
+          lr: float = 0.1) -> tuple[float, float]:
     """Final (α, w) after `steps` alternating updates with virtual step size ξ."""
     model = Toy()
     opt = BilevelOptimizer(
@@ -53,9 +54,11 @@ def solve(xi: float, steps: int, hvp: str = "finite-difference", lr: float = 0.1
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--xi", type=float, default=0.0, help="virtual step size ξ (0 = first order)")
+    parser.add_argument("--xi", type=float, default=0.0,
+                        help="virtual step size ξ (0 = first order)")
     parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--hvp", choices=("finite-difference", "exact"), default="finite-difference")
+    parser.add_argument("--hvp", choices=("finite-difference", "exact"),
+                        default="finite-difference")
     parser.add_argument("--json", action="store_true", help="print {'alpha': .., 'w': ..}")
     args = parser.parse_args(argv)
     alpha, w = solve(args.xi, args.steps, args.hvp)

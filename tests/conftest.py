@@ -8,6 +8,15 @@ import pytest
 import torch
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread per test process (pytest runs two processes, see pyproject)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def device() -> torch.device:
     return torch.device(os.environ.get("ARCHSEARCH_TEST_DEVICE", "cpu"))

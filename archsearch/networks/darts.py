@@ -160,11 +160,16 @@ class DartsNetwork(nn.Module):
         return self.forward_with_aux(x)[0]
 
 
-def _check_sizes(channels: int, layers: int, num_classes: int, in_channels: int) -> None:
+def check_network_size(channels: int, layers: int) -> None:
+    """Sizes every DARTS network needs: even C (factorized reduction halves it), ≥ 3 cells."""
     if channels < 2 or channels % 2:
         raise ConfigError(f"--channels must be an even number ≥ 2, got {channels}")
     if layers < 3:
         raise ConfigError(f"--layers must be at least 3 (two of them reduce), got {layers}")
+
+
+def _check_sizes(channels: int, layers: int, num_classes: int, in_channels: int) -> None:
+    check_network_size(channels, layers)
     if num_classes < 2:
         raise ConfigError(f"need at least 2 classes, got {num_classes}")
     if in_channels < 1:

@@ -76,7 +76,8 @@ class Arch(Mapping[str, Any]):
         if not isinstance(doc, dict):
             raise ArchError(f"{source}: expected a JSON object, got {type(doc).__name__}")
         if doc.get("format") != ARCH_FORMAT:
-            raise ArchError(f"{source}: 'format' must be {ARCH_FORMAT!r}, got {doc.get('format')!r}")
+            raise ArchError(f"{source}: 'format' must be {ARCH_FORMAT!r}, "
+                            f"got {doc.get('format')!r}")
         for key in ("space", "space_hash"):
             if not isinstance(doc.get(key), str):
                 raise ArchError(f"{source}: missing or non-string {key!r}")

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from archsearch.data import TensorLoader, split_in_half
 from archsearch.errors import ConfigError
+from archsearch.networks.darts import check_network_size
 from archsearch.space import Arch
 from archsearch.spaces.darts import DartsCellSpace
 from archsearch.strategies._base import EpochCallback, OneShotStrategy
@@ -69,12 +70,15 @@ class DARTS(OneShotStrategy):
             raise ConfigError(f"--epochs must be at least 1, got {epochs}")
         if batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+        check_network_size(channels, layers)
         self.space = space
         self.order, self.hvp = order, hvp
-        self.epochs, self.channels, self.layers, self.batch_size = epochs, channels, layers, batch_size
+        self.epochs, self.channels, self.layers = epochs, channels, layers
+        self.batch_size = batch_size
         self.lr, self.lr_min, self.momentum = lr, lr_min, momentum
         self.weight_decay, self.grad_clip = weight_decay, grad_clip
-        self.arch_lr, self.arch_betas, self.arch_weight_decay = arch_lr, arch_betas, arch_weight_decay
+        self.arch_lr, self.arch_betas = arch_lr, arch_betas
+        self.arch_weight_decay = arch_weight_decay
         self.xi = xi
         self.augment = {"crop_padding": crop_padding, "flip": flip, "cutout_length": cutout_length}
         self.seed = seed

@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archsearch.errors import ConfigError
-from archsearch.networks.darts import reduction_indices
+from archsearch.networks.darts import check_network_size, reduction_indices
 from archsearch.space import Arch
 from archsearch.spaces.darts import DartsCellSpace
 from archsearch.supernet._mixed import SearchCell
@@ -38,10 +37,7 @@ class DartsSupernet(nn.Module):
                  num_classes: int = 10, in_channels: int = 3, stem_multiplier: int = 3,
                  alpha_init_std: float = 1e-3) -> None:
         super().__init__()
-        if channels < 2 or channels % 2:
-            raise ConfigError(f"--channels must be an even number ≥ 2, got {channels}")
-        if layers < 3:
-            raise ConfigError(f"--layers must be at least 3 (two of them reduce), got {layers}")
+        check_network_size(channels, layers)
         self.space = space
         c_stem = stem_multiplier * channels
         self.stem = nn.Sequential(

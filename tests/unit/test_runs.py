@@ -1,0 +1,237 @@
+"""`archsearch.runs`: resolving ARCH references and devices, defaults, profiling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from archsearch import runs
+from archsearch.errors import ArchError, ArchsearchError, ConfigError
+from archsearch.space import Arch
+from archsearch.spaces import DartsCellSpace
+from archsearch.spaces.darts import NAMED_CELLS
+
+
+def _doc(name: str = "darts_v2") -> dict[str, Any]:
+    return DartsCellSpace().named(name).to_json()
+
+
+def _write(path: Path, doc: Any) -> Path:
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+# --- resolve_arch -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(NAMED_CELLS))
+def test_resolve_named_cell(name: str) -> None:
+    arch = runs.resolve_arch(name)
+    space = DartsCellSpace()
+    assert arch == space.named(name)
+    # Same cell as published: per node the same (op, input) pairs (order within a node is
+    # normalised by input index).
+    got, want = space.to_genotype(arch), NAMED_CELLS[name]
+    for cell in ("normal", "reduce"):
+        pairs, expected = getattr(got, cell), getattr(want, cell)
+        assert [sorted(pairs[k:k + 2]) for k in range(0, len(pairs), 2)] == [
+            sorted(expected[k:k + 2]) for k in range(0, len(expected), 2)]
+
+
+def test_resolve_arch_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "cell.json", _doc("darts_v1"))
+    assert runs.resolve_arch(str(path)) == DartsCellSpace().named("darts_v1")
+
+
+def test_resolve_arch_file_with_genotype_rendering(tmp_path: Path) -> None:
+    space = DartsCellSpace()
+    arch = space.named("darts_v2")
+    path = _write(tmp_path / "arch.json", arch.to_json(genotype=space.describe(arch)))
+    assert runs.resolve_arch(str(path)) == arch
+
+
+def test_resolve_run_directory(tmp_path: Path) -> None:
+    run = tmp_path / "search-run"
+    run.mkdir()
+    _write(run / "arch.json", _doc("darts_v1"))
+    (run / "config.json").write_text("{}", encoding="utf-8")
+    assert runs.resolve_arch(str(run)) == DartsCellSpace().named("darts_v1")
+
+
+def test_resolve_arch_of_a_custom_space(tmp_path: Path) -> None:
+    space = DartsCellSpace(nodes=3, ops=["none", "skip_connect", "sep_conv_3x3"])
+    arch = space.sample(np.random.default_rng(0))
+    path = _write(tmp_path / "arch.json", arch.to_json())
+    resolved = runs.resolve_arch(str(path))
+    assert resolved == arch
+    assert resolved.space_args == {"nodes": 3, "ops": ["none", "skip_connect", "sep_conv_3x3"]}
+
+
+def test_resolve_file_named_like_a_cell_prefers_the_file(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "darts_v2", _doc("darts_v1"))
+    assert runs.resolve_arch("darts_v2") == DartsCellSpace().named("darts_v1")
+
+
+def test_resolve_unknown_name() -> None:
+    with pytest.raises(ArchError, match="darts_v3"):
+        runs.resolve_arch("darts_v3")
+
+
+def test_resolve_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ArchError, match="neither a named cell"):
+        runs.resolve_arch(str(tmp_path / "missing.json"))
+
+
+def test_resolve_directory_without_arch_json(tmp_path: Path) -> None:
+    with pytest.raises(ArchError, match="without arch.json"):
+        runs.resolve_arch(str(tmp_path))
+
+
+def _malformed() -> dict[str, Any]:
+    three_inputs = _doc()
+    three_inputs["choices"]["normal.n3.e2"] = "skip_connect"
+    unknown_op = _doc()
+    unknown_op["choices"]["normal.n2.e0"] = "conv_9x9"
+    wrong_hash = _doc()
+    wrong_hash["space_hash"] = "sha256:" + "0" * 64
+    wrong_format = _doc()
+    wrong_format["format"] = "archsearch.arch/2"
+    missing_label = _doc()
+    del missing_label["choices"]["reduce.n5.e4"]
+    wrong_space = _doc()
+    wrong_space["space"] = "nasbench"
+    bad_args = _doc()
+    bad_args["space_args"] = {"nodes": 4, "ops": ["none", "teleport"]}
+    return {
+        "invalid-json": '{"format": "archsearch.arch/1", ',
+        "not-an-object": "[1, 2, 3]",
+        "wrong-format": wrong_format,
+        "three-inputs": three_inputs,
+        "unknown-op": unknown_op,
+        "wrong-space-hash": wrong_hash,
+        "missing-label": missing_label,
+        "wrong-space": wrong_space,
+        "bad-space-args": bad_args,
+    }
+
+
+MALFORMED = _malformed()
+MALFORMED_MESSAGES = {
+    "invalid-json": "not valid JSON",
+    "not-an-object": "JSON object",
+    "wrong-format": "format",
+    "three-inputs": "3 non-'none' inputs",
+    "unknown-op": "conv_9x9",
+    "wrong-space-hash": "space_hash",
+    "missing-label": "missing label",
+    "wrong-space": "nasbench",
+    "bad-space-args": "teleport",
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_resolve_malformed_arch_file(tmp_path: Path, case: str) -> None:
+    doc = MALFORMED[case]
+    path = tmp_path / "arch.json"
+    if isinstance(doc, str):
+        path.write_text(doc, encoding="utf-8")
+    else:
+        _write(path, doc)
+    with pytest.raises(ArchError, match=MALFORMED_MESSAGES[case]) as info:
+        runs.resolve_arch(str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_resolve_binary_file(tmp_path: Path) -> None:
+    path = tmp_path / "arch.json"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ArchError, match="UTF-8"):
+        runs.resolve_arch(str(path))
+
+
+# --- resolve_device -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["cpu", "cpu:0"])
+def test_resolve_device_cpu(name: str) -> None:
+    assert runs.resolve_device(name).type == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("name", ["cuda", "cuda:0", "cuda:1"])
+def test_resolve_device_cuda_without_cuda(name: str) -> None:
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        runs.resolve_device(name)
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")
+def test_resolve_device_mps_without_mps() -> None:
+    with pytest.raises(ConfigError, match="MPS is not available"):
+        runs.resolve_device("mps")
+
+
+@pytest.mark.parametrize("name", ["garbage", "", "CPU", "cuda:x", "gpu"])
+def test_resolve_device_garbage(name: str) -> None:
+    with pytest.raises(ConfigError, match="not a device"):
+        runs.resolve_device(name)
+
+
+@pytest.mark.parametrize("name", ["xpu", "meta"])
+def test_resolve_device_unavailable_type(name: str) -> None:
+    with pytest.raises(ConfigError):
+        runs.resolve_device(name)
+
+
+# --- defaults and profile -----------------------------------------------------------------
+
+
+def test_defaults_for_digits_and_others() -> None:
+    quick = runs.defaults_for("digits", runs.TRAIN_DEFAULTS)
+    assert quick == runs.TRAIN_DEFAULTS["quick"]
+    assert runs.defaults_for("cifar10", runs.SEARCH_DEFAULTS) == runs.SEARCH_DEFAULTS["paper"]
+    quick["epochs"] = -1  # a copy: the table is not changed
+    assert runs.TRAIN_DEFAULTS["quick"]["epochs"] != -1
+
+
+def test_profile_small_network() -> None:
+    arch = runs.resolve_arch("darts_v2")
+    stats = runs.profile(arch, channels=4, layers=3, num_classes=10, imagenet=False,
+                         auxiliary=True, image_size=16)
+    assert stats["input_shape"] == [1, 3, 16, 16]
+    assert stats["num_params"] > stats["num_params_no_aux"] > 0
+    assert stats["macs"] > 0
+    plain = runs.profile(arch, channels=4, layers=3, num_classes=10, imagenet=False,
+                         auxiliary=False, image_size=16)
+    assert plain["num_params"] == plain["num_params_no_aux"] == stats["num_params_no_aux"]
+    assert plain["macs"] == stats["macs"]  # the auxiliary head does not run at inference
+
+
+def test_profile_rejects_bad_sizes() -> None:
+    arch = runs.resolve_arch("darts_v1")
+    with pytest.raises(ArchsearchError, match="--channels"):
+        runs.profile(arch, channels=7, layers=3, num_classes=10, imagenet=False, auxiliary=False)
+    with pytest.raises(ArchsearchError, match="--layers"):
+        runs.profile(arch, channels=4, layers=2, num_classes=10, imagenet=False, auxiliary=False)
+
+
+def test_build_network_is_seeded() -> None:
+    arch = runs.resolve_arch("darts_v2")
+    a = runs.build_network(arch, channels=4, layers=3, num_classes=10, seed=3)
+    b = runs.build_network(arch, channels=4, layers=3, num_classes=10, seed=3)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+
+
+def test_arch_round_trips_through_load(tmp_path: Path) -> None:
+    arch = runs.resolve_arch("darts_v1")
+    path = _write(tmp_path / "arch.json", arch.to_json(genotype="for people"))
+    loaded = Arch.load(path)
+    assert loaded == arch
+    assert loaded.space_args == arch.space_args
