@@ -27,6 +27,29 @@ class PreActivated(nn.Module):
         """The op applied to an input that has already gone through ReLU."""
         return self.body(x_relu)
 
+    def forward_scaled(self, x_relu: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """`scale · op(x)` for an input that has already gone through ReLU.
+
+        When the op ends in a BN without affine parameters that normalises with batch
+        statistics (the supernet's BNs), `scale` becomes that BN's weight: w·(z − μ)/σ in
+        one kernel, with ∂/∂w computed by BN's own backward. That saves the supernet a
+        multiplication and a stored activation per op. Otherwise: a plain product.
+        """
+        bn = self.final_bn()
+        if bn is None or bn.affine or bn.track_running_stats:
+            return self.forward_activated(x_relu) * scale
+        z = self.before_final_bn(x_relu)
+        return F.batch_norm(z, None, None, scale.expand(z.shape[1]), None, True, 0.0, bn.eps)
+
+    def final_bn(self) -> nn.BatchNorm2d | None:
+        last = self.body[-1] if isinstance(self.body, nn.Sequential) else None
+        return last if isinstance(last, nn.BatchNorm2d) else None
+
+    def before_final_bn(self, x_relu: torch.Tensor) -> torch.Tensor:
+        for layer in list(self.body)[:-1]:
+            x_relu = layer(x_relu)
+        return x_relu
+
 
 class ReLUConvBN(PreActivated):
     """ReLU → k×k conv → BN; with k=1 it preprocesses cell inputs to C channels."""
@@ -92,8 +115,13 @@ class FactorizedReduce(PreActivated):
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward_activated(self, x_relu: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.before_final_bn(x_relu))
+
+    def final_bn(self) -> nn.BatchNorm2d | None:
+        return self.bn
+
+    def before_final_bn(self, x_relu: torch.Tensor) -> torch.Tensor:
         # Shift by one pixel; the zero pad on the far side keeps odd sizes aligned and is
         # never sampled by the stride-2 conv when the size is even.
         shifted = F.pad(x_relu[:, :, 1:, 1:], (0, 1, 0, 1))
-        out = torch.cat([self.conv_even(x_relu), self.conv_odd(shifted)], dim=1)
-        return self.bn(out)
+        return torch.cat([self.conv_even(x_relu), self.conv_odd(shifted)], dim=1)

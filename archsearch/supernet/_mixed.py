@@ -55,20 +55,20 @@ class MixedEdge(nn.Module):
         for k, name in enumerate(self.op_names):
             if name == "none":
                 continue
-            y = self._run_op(name, src)
-            term = y * weights[k]
+            term = self._weighted_op(name, src, weights[k])
             out = term if out is None else out + term
         return out
 
-    def _run_op(self, name: str, src: SourceFeatures) -> torch.Tensor:
+    def _weighted_op(self, name: str, src: SourceFeatures, weight: torch.Tensor) -> torch.Tensor:
+        """weight · op(x); conv ops fold the weight into their last BN (no extra product)."""
         if name in src.pooled:
-            return src.pooled[name]
+            return src.pooled[name] * weight
         if name == "skip_connect" and self.stride == 1:
-            return src.x
+            return src.x * weight
         op = self.ops[name]
         if isinstance(op, PreActivated) and src.relu is not None:
-            return op.forward_activated(src.relu)
-        return op(src.x)
+            return op.forward_scaled(src.relu, weight)
+        return op(src.x) * weight
 
 
 def _is_parametric(name: str, stride: int) -> bool:

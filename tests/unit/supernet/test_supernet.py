@@ -68,11 +68,20 @@ def test_shared_computation_equals_the_per_edge_formula(float64):
         net.alpha_reduce.normal_()
     x = torch.randn(3, 1, 8, 8)
     s0 = s1 = net.stem(x)
+    alphas = [net.alpha_normal, net.alpha_reduce]
     for cell in net.cells:  # a normal cell, then two reduction cells
         w = F.softmax(net.alpha_reduce if cell.reduction else net.alpha_normal, dim=-1)
         fast = cell(s0, s1, w)
         slow = _per_edge_cell(cell, s0, s1, w)
         assert torch.allclose(fast, slow, atol=1e-12)
+        # ... and so are the gradients w.r.t. α (the fast path folds α into BN weights).
+        probe = torch.randn_like(fast)
+        grads = [torch.autograd.grad((out * probe).sum(), alphas,
+                                     retain_graph=True, allow_unused=True)
+                 for out in (fast, slow)]
+        for g_fast, g_slow in zip(*grads, strict=True):
+            assert (g_fast is None) == (g_slow is None)
+            assert g_fast is None or torch.allclose(g_fast, g_slow, atol=1e-12)
         s0, s1 = s1, fast
 
 
