@@ -10,36 +10,28 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from archsearch.errors import ConfigError
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` atomically (temporary file + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write `text` (UTF-8) to `path` atomically."""
+    return atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def atomic_write_json(path: str | Path, doc: Any) -> Path:
     return atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
 
-def atomic_write_bytes(path: str | Path, write: Any) -> Path:
-    """Call `write(file_object)` on a temporary file, then rename it to `path`."""
+def atomic_write_bytes(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """Call `write(file_object)` on a temporary file, fsync it, then rename it to `path`.
+
+    A crash or an exception leaves either the old file or the new one, never half of one,
+    and no temporary file behind.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -8,7 +8,6 @@ After each epoch the current α is discretised, so the log shows how the cell ev
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from archsearch.space import Arch
 from archsearch.spaces.darts import DartsCellSpace
 from archsearch.strategies._base import EpochCallback, OneShotStrategy
 from archsearch.supernet import BilevelOptimizer, DartsSupernet
+from archsearch.train import cosine_lr, evaluate
 
 
 @dataclass
@@ -35,11 +35,6 @@ class DartsResult:
     alphas: dict[str, list[list[float]]]
     history: list[dict[str, Any]] = field(default_factory=list)
     supernet: DartsSupernet | None = None
-
-
-def cosine_lr(base: float, floor: float, epoch: int, epochs: int) -> float:
-    """Cosine annealing from `base` (epoch 0) towards `floor` (epoch `epochs`)."""
-    return floor + 0.5 * (base - floor) * (1 + math.cos(math.pi * epoch / epochs))
 
 
 class DARTS(OneShotStrategy):
@@ -167,19 +162,3 @@ class DARTS(OneShotStrategy):
                 "train_accuracy": correct / seen, "val_loss": val_loss, "val_accuracy": val_acc,
                 "alphas": net.alphas(), "genotype": self.space.describe(arch),
                 "seconds": time.perf_counter() - start}
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, device: torch.device | str = "cpu",
-             batch_size: int = 256) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of `model` in eval mode; restores its mode."""
-    was_training = model.training
-    model.eval()
-    total_loss, correct = 0.0, 0
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-        logits = model(xb)
-        total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
-        correct += int((logits.argmax(1) == yb).sum())
-    model.train(was_training)
-    return total_loss / len(x), correct / len(x)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from archsearch.errors import ConfigError
-from archsearch.strategies.darts import cosine_lr, evaluate
+from archsearch.train._evaluate import cosine_lr, evaluate
 
 EpochCallback = Callable[[Mapping[str, Any]], None]
 

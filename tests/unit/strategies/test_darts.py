@@ -11,7 +11,6 @@ from archsearch.data import load_dataset
 from archsearch.errors import ConfigError
 from archsearch.spaces.darts import DartsCellSpace
 from archsearch.strategies import DARTS
-from archsearch.strategies.darts import cosine_lr
 from archsearch.supernet import BilevelOptimizer
 
 
@@ -57,12 +56,6 @@ def test_second_order_search_runs(digits):
 def test_batch_larger_than_half_the_data_is_refused(digits):
     with pytest.raises(ConfigError, match="batch-size"):
         _search(digits, batch_size=400)
-
-
-def test_cosine_schedule_ends_at_the_floor():
-    assert cosine_lr(0.025, 0.001, 0, 50) == 0.025
-    assert cosine_lr(0.025, 0.001, 25, 50) == pytest.approx(0.013)
-    assert cosine_lr(0.025, 0.001, 50, 50) == pytest.approx(0.001)
 
 
 class _Quadratic(nn.Module):

@@ -1,0 +1,30 @@
+"""Small training helpers shared by the trainer and the one-shot strategies."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def cosine_lr(base: float, floor: float, epoch: int, epochs: int) -> float:
+    """Cosine annealing from `base` (epoch 0) towards `floor` (epoch `epochs`)."""
+    return floor + 0.5 * (base - floor) * (1 + math.cos(math.pi * epoch / epochs))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, device: torch.device | str = "cpu",
+             batch_size: int = 256) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `model` in eval mode; restores its mode."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+        logits = model(xb)
+        total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += int((logits.argmax(1) == yb).sum())
+    model.train(was_training)
+    return total_loss / len(x), correct / len(x)

@@ -1,0 +1,90 @@
+"""The Trainer: schedule, drop-path ramp, auxiliary loss, divergence detection."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archsearch.data import TensorLoader
+from archsearch.errors import ConfigError
+from archsearch.train import Trainer, cosine_lr, evaluate
+
+
+class _Recorder(nn.Module):
+    """A linear classifier that records its drop-path rate and can emit auxiliary logits."""
+
+    def __init__(self, aux: bool = False) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.aux_fc = nn.Linear(4, 3) if aux else None
+        self.drop_path_prob = 0.0
+        self.seen_rates: list[float] = []
+
+    def forward_with_aux(self, x):
+        self.seen_rates.append(self.drop_path_prob)
+        x = x.flatten(1)
+        aux = self.aux_fc(x) if self.aux_fc is not None and self.training else None
+        return self.fc(x), aux
+
+    def forward(self, x):
+        return self.forward_with_aux(x)[0]
+
+
+def _data(n: int = 30):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 1, 2, 2, generator=g)
+    teacher = torch.randn(4, 3, generator=g)
+    return x, (x.flatten(1) @ teacher).argmax(1)  # linearly separable labels
+
+
+def test_drop_path_rate_rises_linearly_over_the_epochs():
+    x, y = _data()
+    model = _Recorder()
+    Trainer(epochs=4, drop_path_prob=0.2, progress=False).fit(
+        model, TensorLoader(x, y, batch_size=30, seed=0))
+    assert model.seen_rates == pytest.approx([0.0, 0.05, 0.1, 0.15])
+
+
+def test_auxiliary_loss_is_added_with_its_weight():
+    x, y = _data()
+    model = _Recorder(aux=True).train()
+    trainer = Trainer(epochs=1, auxiliary_weight=0.4, progress=False)
+    logits, loss = trainer._loss(model, x, y)
+    aux = model.aux_fc(x.flatten(1))
+    expected = F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(aux, y)
+    assert loss.item() == pytest.approx(expected.item())
+
+
+def test_training_learns_a_separable_problem():
+    x, y = _data(120)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    history = Trainer(epochs=30, lr=0.2, progress=False).fit(
+        model, TensorLoader(x, y, batch_size=32, seed=0))
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert evaluate(model, x, y)[1] > 0.8
+
+
+def test_a_diverging_loss_stops_with_the_epoch_named():
+    x, y = _data()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    with torch.no_grad():
+        model[1].weight.fill_(math.nan)
+    with pytest.raises(FloatingPointError, match="epoch 1"):
+        Trainer(epochs=2, progress=False).fit(model, TensorLoader(x, y, batch_size=10, seed=0))
+
+
+@pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"drop_path_prob": 1.0},
+                                    {"label_smoothing": -0.1}])
+def test_bad_settings_are_config_errors(kwargs):
+    with pytest.raises(ConfigError):
+        Trainer(**kwargs)
+
+
+def test_cosine_schedule_ends_at_the_floor():
+    assert cosine_lr(0.025, 0.001, 0, 50) == 0.025
+    assert cosine_lr(0.025, 0.001, 25, 50) == pytest.approx(0.013)
+    assert cosine_lr(0.025, 0.001, 50, 50) == pytest.approx(0.001)
