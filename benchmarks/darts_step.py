@@ -430,6 +430,52 @@ def phase_breakdown(batch: int, repeats: int = 3) -> list[tuple[str, float]]:
     return [(name, _median_time(fn, repeats)) for name, fn in phases]
 
 
+def _op_kind(event: Any) -> str | None:
+    """'conv fwd depthwise 5×5 @32²'-style label of a conv/BN event (needs record_shapes)."""
+    shapes = event.input_shapes
+    if event.name in ("aten::mkldnn_convolution", "aten::convolution_backward"):
+        x, w = (shapes[0], shapes[1]) if event.name == "aten::mkldnn_convolution" \
+            else (shapes[1], shapes[2])
+        if len(w) != 4 or len(x) != 4:
+            return None
+        if w[1] == 1 and w[0] > 1:
+            kind = f"depthwise {w[2]}×{w[3]}"
+        elif w[2] == w[3] == 1:
+            kind = "1×1"
+        else:
+            kind = f"dense {w[2]}×{w[3]}"
+        phase = "fwd" if event.name == "aten::mkldnn_convolution" else "bwd"
+        return f"conv {phase} {kind} @{x[2]}²"
+    if event.name in ("aten::native_batch_norm", "aten::native_batch_norm_backward"):
+        x = shapes[0] if event.name == "aten::native_batch_norm" else shapes[1]
+        phase = "fwd" if event.name == "aten::native_batch_norm" else "bwd"
+        return f"batch norm {phase} @{x[2]}²" if len(x) == 4 else None
+    return None
+
+
+def print_by_kind(prof: Any, rows: int = 20) -> None:
+    """Self CPU time of convolutions and BNs grouped by kind and resolution."""
+    totals: dict[str, list[float]] = {}
+    everything = 0.0
+    for event in prof.events():
+        everything += event.self_cpu_time_total
+        kind = _op_kind(event)
+        if kind is not None:
+            entry = totals.setdefault(kind, [0.0, 0])
+            entry[0] += event.self_cpu_time_total
+            entry[1] += 1
+    print(f"{'self CPU ms':>12} {'share':>6} {'calls':>6}  kind")
+    for kind, (us, calls) in sorted(totals.items(), key=lambda kv: -kv[1][0])[:rows]:
+        print(f"{us / 1e3:>12.1f} {100 * us / everything:>5.1f}% {calls:>6}  {kind}")
+    groups = {"depthwise conv": 0.0, "1×1 conv": 0.0, "batch norm": 0.0}
+    for kind, (us, _) in totals.items():
+        for name in groups:
+            if name.split()[0] in kind:
+                groups[name] += us
+    print("total: " + ", ".join(f"{name} {100 * us / everything:.0f}%"
+                                for name, us in groups.items()) + " of all self CPU time")
+
+
 def run_profile(batch: int, rows: int = 25, wait_quiet: float = 0.0) -> None:
     from torch.profiler import ProfilerActivity, profile, record_function
 
@@ -448,13 +494,15 @@ def run_profile(batch: int, rows: int = 25, wait_quiet: float = 0.0) -> None:
         bilevel.step(bench.train, bench.val)  # warm-up
         if wait_quiet > 0:
             wait_until_quiet(wait_quiet)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             with record_function(f"arch_step[{order}]"):
                 bilevel.arch_step(bench.train, bench.val)
             with record_function("weight_step"):
                 bilevel.weight_step(bench.train)
         print(f"\n=== ours, {order}-order step, batch {batch}: top ops by self CPU time ===")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+        print(f"=== ours, {order}-order step, batch {batch}: convolutions and BNs by kind ===")
+        print_by_kind(prof)
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             bilevel.step(bench.train, bench.val)
         print(f"=== ours, {order}-order step, batch {batch}: top ops by allocated memory ===")
