@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from archsearch.ops import DARTS_OPS, OPS, DilConv, FactorizedReduce, SepConv, Zero, create_op
-from archsearch.ops.depthwise import DepthwiseConv2d
+from archsearch.ops.depthwise import DepthwiseConv2d, _DepthwiseConvFunction
 from archsearch.registry import UnknownNameError
 
 
@@ -79,21 +79,45 @@ def test_unknown_op_suggests_the_closest_name():
         create_op("sep_conv3x3", 4, 1)
 
 
-@pytest.mark.parametrize("kernel,dilation,stride", [(3, 2, 1), (5, 2, 1), (3, 1, 1), (5, 2, 2)])
-def test_depthwise_conv_gradients_match_autograd_of_plain_conv(float64, kernel, dilation,
-                                                                stride):
+@pytest.mark.parametrize("kernel,dilation,stride", [(3, 2, 1), (5, 2, 1), (3, 1, 1), (5, 2, 2),
+                                                    (3, 1, 2)])
+def test_fast_depthwise_gradients_match_autograd_of_plain_conv(float64, kernel, dilation,
+                                                               stride):
     padding = dilation * (kernel - 1) // 2
-    fast = DepthwiseConv2d(3, kernel, stride=stride, padding=padding, dilation=dilation)
     plain = nn.Conv2d(3, 3, kernel, stride=stride, padding=padding, dilation=dilation,
                       groups=3, bias=False)
-    plain.weight.data.copy_(fast.weight.data)
+    weight = plain.weight.detach().clone().requires_grad_()
     x = torch.randn(2, 3, 9, 9, requires_grad=True)
     g = torch.randn_like(plain(x))
-    fast_grads = torch.autograd.grad(fast(x), [x, fast.weight], g, create_graph=True)
+    fast_out = _DepthwiseConvFunction.apply(x, weight, stride, padding, dilation)
+    fast_grads = torch.autograd.grad(fast_out, [x, weight], g, create_graph=True)
     plain_grads = torch.autograd.grad(plain(x), [x, plain.weight], g, create_graph=True)
     for a, b in zip(fast_grads, plain_grads, strict=True):
         assert torch.allclose(a, b, atol=1e-12)
     # Double backward (the exact unrolled DARTS gradient needs it) matches as well.
-    second_fast = torch.autograd.grad(fast_grads[0].pow(2).sum(), fast.weight)[0]
+    second_fast = torch.autograd.grad(fast_grads[0].pow(2).sum(), weight)[0]
     second_plain = torch.autograd.grad(plain_grads[0].pow(2).sum(), plain.weight)[0]
     assert torch.allclose(second_fast, second_plain, atol=1e-10)
+
+
+@pytest.mark.parametrize("dilation,stride", [(2, 1), (2, 2), (1, 1)])
+def test_depthwise_module_matches_plain_conv_in_float32(monkeypatch, dilation, stride):
+    calls = []
+    original = _DepthwiseConvFunction.apply
+    monkeypatch.setattr(_DepthwiseConvFunction, "apply",
+                        lambda *a: calls.append(1) or original(*a))
+    fast = DepthwiseConv2d(4, 3, stride=stride, padding=dilation, dilation=dilation)
+    plain = nn.Conv2d(4, 4, 3, stride=stride, padding=dilation, dilation=dilation, groups=4,
+                      bias=False)
+    plain.weight.data.copy_(fast.weight.data)
+    x = torch.randn(2, 4, 8, 8).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    out_fast, out_plain = fast(x), plain(x)
+    assert torch.allclose(out_fast, out_plain, atol=1e-5)
+    assert out_fast.is_contiguous(memory_format=torch.channels_last)
+    g = torch.randn_like(out_plain)
+    for a, b in zip(torch.autograd.grad(out_fast, [x, fast.weight], g),
+                    torch.autograd.grad(out_plain, [x, plain.weight], g), strict=True):
+        assert torch.allclose(a, b, atol=1e-4)
+    # the custom backward is used exactly for dilated stride-1 kernels
+    assert bool(calls) == (dilation > 1 and stride == 1)
