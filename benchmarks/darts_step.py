@@ -26,8 +26,10 @@ DARTS op set, the optimiser settings of `archsearch.strategies.DARTS`):
    fresh Python process, builds the model and data, runs one warm-up and `--repeats` timed
    runs, and reports the median time and the peak RSS of that process (`ru_maxrss`), as an
    absolute peak and as "activation peak" = peak − RSS right after building model and data.
-2. Checks in float64 that both implementations compute the same logits and the same first-
-   and second-order architecture gradients (weights copied from the reference into ours).
+2. First, in its own process, checks in float64 that both implementations compute the same
+   logits, first- and second-order architecture gradients and search step (the reference's
+   weights and α copied into ours); any difference above 1e-8 relative is reported as FAIL
+   and makes the script exit with status 1.
 3. Counts forward FLOPs (2 × MACs of conv and linear layers), takes backward ≈ 2 × forward,
    and compares the achieved fwd+bwd GFLOP/s with a 2048² float32 matmul.
 
@@ -85,6 +87,9 @@ PUBLISHED = {
 }
 SPEEDUP_TARGET, MEMORY_TARGET = 3.0, 0.5
 BUSY = 0.1  # share of the CPUs taken by other processes above which a timing is suspect
+CHECK_RTOL = 1e-8  # float64: both sides compute the same formulas; only rounding may differ
+CHECK_KEYS = ("logits", "alpha_grad_first", "alpha_grad_second", "step_loss",
+              "weights_after_step", "alpha_after_step")
 
 Batch = tuple[Tensor, Tensor]
 
@@ -345,6 +350,8 @@ def check_equivalence(batch: int = 4, size: int = 16) -> dict[str, Any]:
     results["step_loss"] = _max_abs(loss_ours, loss_ref)
     results["weights_after_step"] = _max_abs(ours_w, ref_w)
     results["alpha_after_step"] = _max_abs(net.arch_parameters(), rnet.arch_parameters())
+    # NaN compares False, so a NaN difference counts as a failure too.
+    results["failed"] = [k for k in CHECK_KEYS if not results[k][1] <= CHECK_RTOL]
     return results
 
 
@@ -617,10 +624,14 @@ def report(out: dict[str, Any]) -> None:
               f"{check['size']} images, {check['weights']:,} weights in "
               f"{check['weight_tensors']} tensors copied reference → ours): "
               "max |ours − reference|, relative to max |reference| ==")
-        for key in ("logits", "alpha_grad_first", "alpha_grad_second", "step_loss",
-                    "weights_after_step", "alpha_after_step"):
+        for key in CHECK_KEYS:
             diff, rel = check[key]
-            print(f"{key:<20} {diff:.3e}  (relative {rel:.3e})")
+            verdict = "FAIL" if key in check["failed"] else "ok"
+            print(f"{key:<20} {diff:.3e}  (relative {rel:.3e})  {verdict}")
+        if check["failed"]:
+            print(f"EQUIVALENCE FAILED (relative tolerance {CHECK_RTOL:g}): "
+                  f"{', '.join(check['failed'])} differ; ours does not compute what the "
+                  "reference computes")
     elif "check_error" in out:
         print(f"\n== Equivalence check FAILED: {out['check_error']} ==")
 
@@ -666,7 +677,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if args._child:
-        print(json.dumps(run_child(json.loads(args._child))))
+        spec = json.loads(args._child)
+        print(json.dumps({"check": check_equivalence()} if spec.get("check")
+                         else run_child(spec)))
         return 0
     batches = [16] if args.quick else [int(b) for b in args.batches.split(",") if b]
     orders = [o for o in args.orders.split(",") if o]
@@ -691,6 +704,14 @@ def main(argv: list[str] | None = None) -> int:
           f"input {'×'.join(map(str, IMAGE))}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; batches {batches}; {args.repeats} repeats",
           flush=True)
+    if not args.no_check:  # first, in a fresh process, so a broken build shows at once
+        check = spawn({"check": True})
+        if "error" in check:
+            out["check_error"] = check["error"]
+        else:
+            out["check"] = check["check"]
+        verdict = ("FAILED" if "check_error" in out or out["check"]["failed"] else "passed")
+        print(f"equivalence check (float64) {verdict}", file=sys.stderr, flush=True)
     configs = [(b, m, impl) for b in batches for m in measures for impl in impls]
     for k, (b, m, impl) in enumerate(configs, 1):
         spec = {"impl": impl, "batch": b, "measure": m, "repeats": args.repeats,
@@ -718,11 +739,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.wait_quiet > 0:
         wait_until_quiet(args.wait_quiet)
     out["matmul"] = matmul_gflops()
-    if not args.no_check:
-        try:
-            out["check"] = check_equivalence()
-        except AssertionError as e:
-            out["check_error"] = str(e)
     out["loadavg_end"] = os.getloadavg()
     report(out)
     if args.json:
@@ -730,7 +746,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(out, indent=2, default=str) + "\n")
         print(f"wrote {args.json}")
     failed = [r for r in out["results"] if "error" in r]
-    return 1 if failed or "check_error" in out else 0
+    check_failed = "check_error" in out or bool(out.get("check", {}).get("failed"))
+    return 1 if failed or check_failed else 0
 
 
 if __name__ == "__main__":

@@ -39,7 +39,10 @@ class PreActivated(nn.Module):
         if bn is None or bn.affine or bn.track_running_stats:
             return self.forward_activated(x_relu) * scale
         z = self.before_final_bn(x_relu)
-        return F.batch_norm(z, None, None, scale.expand(z.shape[1]), None, True, 0.0, bn.eps)
+        # contiguous(): PyTorch's CPU BN backward misreads a stride-0 (expanded) weight on
+        # channels-last inputs and returns a wrong input gradient.
+        weight = scale.expand(z.shape[1]).contiguous()
+        return F.batch_norm(z, None, None, weight, None, True, 0.0, bn.eps)
 
     def final_bn(self) -> nn.BatchNorm2d | None:
         last = self.body[-1] if isinstance(self.body, nn.Sequential) else None

@@ -121,3 +121,27 @@ def test_depthwise_module_matches_plain_conv_in_float32(monkeypatch, dilation, s
         assert torch.allclose(a, b, atol=1e-4)
     # the custom backward is used exactly for dilated stride-1 kernels
     assert bool(calls) == (dilation > 1 and stride == 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_scaled_op_equals_op_times_scale_with_gradients(dtype, channels_last):
+    torch.manual_seed(0)
+    op = create_op("sep_conv_3x3", 4, 1, affine=False).to(dtype)
+    for m in op.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.track_running_stats = False
+            m.running_mean = m.running_var = m.num_batches_tracked = None
+    x = torch.relu(torch.randn(3, 4, 6, 6, dtype=dtype))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    scale = torch.tensor(0.7, dtype=dtype, requires_grad=True)
+    fast = op.forward_scaled(x, scale)
+    slow = op.forward_activated(x) * scale
+    g = torch.randn_like(slow)
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    assert torch.allclose(fast, slow, atol=tol)
+    for a, b in zip(torch.autograd.grad(fast, [x, scale], g),
+                    torch.autograd.grad(slow, [x, scale], g), strict=True):
+        assert torch.allclose(a, b, atol=tol, rtol=1e-4)

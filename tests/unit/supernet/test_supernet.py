@@ -67,7 +67,9 @@ def test_shared_computation_equals_the_per_edge_formula(float64):
         net.alpha_normal.normal_()
         net.alpha_reduce.normal_()
     x = torch.randn(3, 1, 8, 8)
-    s0 = s1 = net.stem(x)
+    # channels-last, as the supernet's forward feeds its cells (a layout-specific BN
+    # backward bug once corrupted the α gradients here while NCHW was fine)
+    s0 = s1 = net.stem(x).contiguous(memory_format=torch.channels_last)
     alphas = [net.alpha_normal, net.alpha_reduce]
     for cell in net.cells:  # a normal cell, then two reduction cells
         w = F.softmax(net.alpha_reduce if cell.reduction else net.alpha_normal, dim=-1)
