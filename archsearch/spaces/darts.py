@@ -18,7 +18,7 @@ import numpy as np
 
 from archsearch.errors import ArchError, ArchsearchError, ConfigError
 from archsearch.ops import DARTS_OPS, OPS
-from archsearch.space import Arch, Categorical, hash_dims
+from archsearch.space import Arch, Categorical, SearchSpace
 
 CELL_TYPES = ("normal", "reduce")
 INPUTS_PER_NODE = 2
@@ -68,7 +68,7 @@ NAMED_CELLS: dict[str, Genotype] = {
 }
 
 
-class DartsCellSpace:
+class DartsCellSpace(SearchSpace):
     """The DARTS space for a given number of intermediate nodes and op set.
 
     Args:
@@ -76,8 +76,6 @@ class DartsCellSpace:
         ops: candidate ops in α-column order; `none` is always a legal edge value in a
             discrete cell (it means "no edge") even if it is not a candidate op.
     """
-
-    name = "darts"
 
     def __init__(self, *, nodes: int = 4, ops: Sequence[str] = DARTS_OPS) -> None:
         if nodes < 1:
@@ -92,9 +90,8 @@ class DartsCellSpace:
         self.nodes = nodes
         self.ops = ops
         self.edge_values = ops if "none" in ops else ("none", *ops)
-        self.space_args = {"nodes": nodes, "ops": list(ops)}
-        self.dims = {label: Categorical(self.edge_values) for label in self.labels()}
-        self.space_hash = hash_dims({k: d.to_json() for k, d in self.dims.items()})
+        dims = {label: Categorical(self.edge_values) for label in self.labels()}
+        super().__init__(dims, name="darts", space_args={"nodes": nodes, "ops": list(ops)})
 
     def __repr__(self) -> str:
         return f"DartsCellSpace(nodes={self.nodes}, ops={len(self.ops)})"
@@ -123,7 +120,7 @@ class DartsCellSpace:
         """(node, input) pairs in α-row order: node 2 reads 0, 1; node 3 reads 0, 1, 2; ..."""
         return [(i, j) for i in range(2, self.nodes + 2) for j in range(i)]
 
-    def labels(self, cell: str | None = None) -> list[str]:
+    def labels(self, cell: str | None = None) -> list[str]:  # type: ignore[override]
         cells = CELL_TYPES if cell is None else (cell,)
         return [f"{c}.n{i}.e{j}" for c in cells for i, j in self.edges()]
 
@@ -152,20 +149,50 @@ class DartsCellSpace:
             if not dim.contains(arch[label]):
                 raise ArchError(f"{source}: {label} = {arch[label]!r} is not one of "
                                 f"{', '.join(map(str, dim.choices))}")
-        for cell in CELL_TYPES:
-            for i in range(2, self.nodes + 2):
-                used = [j for j in range(i) if arch[f"{cell}.n{i}.e{j}"] != "none"]
-                if len(used) != INPUTS_PER_NODE:
-                    raise ArchError(f"{source}: {cell} node {i} has {len(used)} non-'none' "
-                                    f"inputs; a DARTS cell needs exactly {INPUTS_PER_NODE}")
+        problem = self.check(arch)
+        if problem is not None:
+            raise ArchError(f"{source}: {problem}")
         if arch.space_hash != self.space_hash:
             raise ArchError(f"{source}: space_hash does not match this space's op set "
                             f"({', '.join(self.ops)}); was it made with other --ops?")
         return arch
 
+    def check(self, choices: Mapping[str, Any]) -> str | None:
+        """The cross-edge rule: every intermediate node has exactly two non-`none` inputs."""
+        for cell in CELL_TYPES:
+            for i in range(2, self.nodes + 2):
+                used = [j for j in range(i) if choices[f"{cell}.n{i}.e{j}"] != "none"]
+                if len(used) != INPUTS_PER_NODE:
+                    return (f"{cell} node {i} has {len(used)} non-'none' inputs; a DARTS "
+                            f"cell needs exactly {INPUTS_PER_NODE}")
+        return None
+
+    def allowed(self, label: str, partial: Mapping[str, Any]) -> Sequence[Any]:
+        """Edge values that still allow two inputs for the node, given its earlier edges."""
+        cell, node, edge = label.split(".")
+        i, j = int(node[1:]), int(edge[1:])
+        used = sum(partial[f"{cell}.n{i}.e{k}"] != "none" for k in range(j))
+        need, after = INPUTS_PER_NODE - used, i - 1 - j  # inputs still needed; edges after j
+        if need <= 0:
+            return ("none",)
+        if need > after:  # this edge must be used
+            return tuple(op for op in self.edge_values if op != "none")
+        return self.edge_values
+
+    def groups(self) -> list[list[str]]:
+        """Crossover inherits a node's incoming edges together, which keeps cells valid."""
+        return [[f"{cell}.n{i}.e{j}" for j in range(i)]
+                for cell in CELL_TYPES for i in range(2, self.nodes + 2)]
+
     def arch_from_choices(self, choices: Mapping[str, Any]) -> Arch:
-        return self.validate(Arch(choices, space=self.name, space_hash=self.space_hash,
-                                  space_args=self.space_args))
+        return self.validate(self._make(choices))
+
+    def build(self, arch: Arch, **kwargs: Any) -> Any:
+        """The discrete CIFAR-style network of `arch` (see `DartsNetwork` for `kwargs`:
+        channels, layers, num_classes, in_channels, auxiliary, imagenet, drop_path_prob)."""
+        from archsearch.networks.darts import DartsNetwork
+
+        return DartsNetwork(self.to_genotype(arch), **kwargs)
 
     def to_genotype(self, arch: Arch) -> Genotype:
         self.validate(arch)
@@ -235,6 +262,25 @@ class DartsCellSpace:
             for i in range(2, self.nodes + 2):
                 for j in rng.choice(i, size=INPUTS_PER_NODE, replace=False):
                     choices[f"{cell}.n{i}.e{int(j)}"] = real[int(rng.integers(len(real)))]
+        return self.arch_from_choices(choices)
+
+    def mutate(self, arch: Arch, rng: np.random.Generator) -> Arch:
+        """One change to one node of one cell: either the op on one of its two edges, or
+        one of its inputs moved to another node (keeping the op), as in Real et al. 2019."""
+        real = [op for op in self.edge_values if op != "none"]
+        cell = CELL_TYPES[int(rng.integers(len(CELL_TYPES)))]
+        i = int(rng.integers(2, self.nodes + 2))
+        labels = [f"{cell}.n{i}.e{j}" for j in range(i)]
+        used = [lbl for lbl in labels if arch[lbl] != "none"]
+        free = [lbl for lbl in labels if arch[lbl] == "none"]
+        choices = dict(arch)
+        edge = used[int(rng.integers(len(used)))]
+        if free and (len(real) == 1 or rng.random() < 0.5):
+            target = free[int(rng.integers(len(free)))]
+            choices[target], choices[edge] = arch[edge], "none"
+        elif len(real) > 1:
+            others = [op for op in real if op != arch[edge]]
+            choices[edge] = others[int(rng.integers(len(others)))]
         return self.arch_from_choices(choices)
 
 
