@@ -3,6 +3,9 @@
     archsearch search  [--dataset digits] [--order first|second] [--retrain] ...
     archsearch train   ARCH [--auxiliary] [--drop-path P] [--cutout] ...
     archsearch profile ARCH [--imagenet] [--classes K] [--auxiliary] [--json]
+    archsearch search  --strategy {grid,random,evolution,rl,bo} --space {darts,nasnet,chain}
+                       [--trials N] [--time-limit S] [--evaluator train|proxy] [--resume DIR]
+    archsearch list    {spaces,strategies} [--json]
 
 ARCH is a named cell (darts_v1, darts_v2), an architecture JSON file, or a search run
 directory. Bad input ends with a one-line error on stderr and exit code 2.
@@ -17,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from archsearch import runs
+from archsearch import multitrial, runs
 from archsearch.data import DATASET_NAMES
-from archsearch.errors import ArchsearchError
+from archsearch.errors import ArchsearchError, ConfigError
 from archsearch.ops import DARTS_OPS
 from archsearch.supernet import HVPS, ORDERS
 
@@ -56,8 +59,38 @@ def _parser() -> argparse.ArgumentParser:
                      "your data, retraining, profiling.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    search = sub.add_parser("search", help="DARTS search on a dataset")
+    search = sub.add_parser("search", help="search an architecture on a dataset (DARTS by "
+                            "default; --strategy for multi-trial search)")
     _common(search)
+    search.add_argument("--strategy", default="darts",
+                        help="darts (default, one-shot) or a multi-trial strategy: grid, random, "
+                             "evolution, rl, bo (see `archsearch list strategies`)")
+    search.add_argument("--space", default="darts",
+                        help="search space for multi-trial strategies: darts (default), nasnet, "
+                             "chain (see `archsearch list spaces`)")
+    search.add_argument("--space-arg", action="append", metavar="KEY=VALUE",
+                        help="space setting, e.g. --space-arg layers=3 (JSON values; repeatable)")
+    search.add_argument("--strategy-arg", action="append", metavar="KEY=VALUE",
+                        help="strategy setting, e.g. --strategy-arg population=10 (repeatable)")
+    search.add_argument("--build-arg", action="append", metavar="KEY=VALUE",
+                        help="setting of each trial's network, e.g. --build-arg channels=16")
+    search.add_argument("--evaluator", choices=("train", "proxy"), default="train",
+                        help="multi-trial: train each arch for --epochs (default) or score it "
+                             "with a zero-cost proxy")
+    search.add_argument("--proxy", default="synflow",
+                        help="with --evaluator proxy: synflow, naswot, grad_norm, snip or all")
+    search.add_argument("--trials", type=int, help="multi-trial budget: evaluations "
+                        "(default 20 unless --time-limit is given)")
+    search.add_argument("--time-limit", type=float, metavar="SECONDS",
+                        help="multi-trial budget: wall-clock seconds")
+    search.add_argument("--objective", default=None,
+                        help="metric to optimise (default val_acc; the proxy's name with "
+                             "--evaluator proxy)")
+    search.add_argument("--minimize", action="store_true", help="minimise --objective")
+    search.add_argument("--lr", type=float, help="multi-trial: learning rate of each trial")
+    search.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="continue an interrupted multi-trial search (settings come from "
+                             "its config.json; --trials/--time-limit may extend the budget)")
     search.add_argument("--nodes", type=int, default=4, help="intermediate nodes per cell")
     search.add_argument("--ops", default=",".join(DARTS_OPS),
                         help="comma-separated candidate ops, in α-column order")
@@ -89,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     prof.add_argument("--classes", type=int, help="default 10, or 1000 with --imagenet")
     prof.add_argument("--auxiliary", action="store_true", help="include the auxiliary head")
     prof.add_argument("--json", action="store_true", help="print JSON")
+    lst = sub.add_parser("list", help="the registered search spaces or strategies")
+    lst.add_argument("kind", choices=("spaces", "strategies"))
+    lst.add_argument("--json", action="store_true", help="print JSON (defaults, exact sizes)")
     return parser
 
 
@@ -101,6 +137,10 @@ def _pick(value: Any, default: Any) -> Any:
 
 
 def _search(args: argparse.Namespace) -> int:
+    if args.resume is not None or args.strategy != "darts":
+        return _multitrial(args)
+    if args.space != "darts":
+        raise ConfigError(f"--strategy darts searches the darts space, not {args.space!r}")
     d = runs.defaults_for(args.dataset, runs.SEARCH_DEFAULTS)
     settings = {"dataset": args.dataset, "data_dir": args.data_dir, "seed": args.seed,
                 "device": args.device, "nodes": args.nodes,
@@ -118,6 +158,61 @@ def _search(args: argparse.Namespace) -> int:
     if train_settings is not None:
         runs.run_train(arch, train_settings, out / "retrain", progress=not args.quiet,
                        overwrite=args.overwrite)
+    return 0
+
+
+def _multitrial_settings(args: argparse.Namespace) -> dict[str, Any]:
+    d = multitrial.EVALUATOR_DEFAULTS
+    build = multitrial.parse_assignments(args.build_arg, flag="--build-arg")
+    if args.space == "darts":
+        build.update({k: v for k, v in (("channels", args.channels), ("layers", args.layers))
+                      if v is not None})
+    time_limit = args.time_limit
+    return {"dataset": args.dataset, "data_dir": args.data_dir, "seed": args.seed,
+            "device": args.device, "space": args.space,
+            "space_args": multitrial.parse_assignments(args.space_arg, flag="--space-arg"),
+            "strategy": args.strategy,
+            "strategy_args": multitrial.parse_assignments(args.strategy_arg,
+                                                          flag="--strategy-arg"),
+            "evaluator": args.evaluator, "proxy": args.proxy, "build_args": build,
+            "epochs": _pick(args.epochs, d["epochs"]),
+            "batch_size": _pick(args.batch_size, d["batch_size"]),
+            "lr": _pick(args.lr, d["lr"]),
+            "trials": _pick(args.trials, None if time_limit is not None else 20),
+            "time_limit": time_limit,
+            "objective": _pick(args.objective,
+                               args.proxy if args.evaluator == "proxy" else "val_acc"),
+            "direction": "min" if args.minimize else "max"}
+
+
+def _multitrial(args: argparse.Namespace) -> int:
+    if args.retrain:
+        raise ConfigError("--retrain follows DARTS searches; retrain a multi-trial result "
+                          "with `archsearch train RUN_DIR/best_arch.json`")
+    if args.resume is not None:
+        settings = multitrial.load_settings(args.resume)
+        settings["trials"] = _pick(args.trials, settings["trials"])
+        settings["time_limit"] = _pick(args.time_limit, settings["time_limit"])
+        multitrial.run_multitrial(settings, args.resume, resume=True, progress=not args.quiet)
+        return 0
+    multitrial.run_multitrial(_multitrial_settings(args), _out_dir(args),
+                              overwrite=args.overwrite, progress=not args.quiet)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    entries = multitrial.catalogue(args.kind)
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    for name, info in entries.items():
+        size = info.get("size")
+        extra = (f"size {size:,}" if isinstance(size, int) else f"size {size}") if size else \
+            info["kind"]
+        print(f"{name:<10} {extra}: {info['description']}")
+        defaults = ", ".join(f"{k}={v}" for k, v in info["defaults"].items())
+        if defaults:
+            print(f"{'':<10} defaults: {defaults}")
     return 0
 
 
@@ -160,7 +255,7 @@ def _profile(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"search": _search, "train": _train, "profile": _profile}
+COMMANDS = {"search": _search, "train": _train, "profile": _profile, "list": _list}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,11 +22,11 @@ import torch
 
 from archsearch._version import __version__
 from archsearch.data import Dataset, TensorLoader, load_dataset
-from archsearch.errors import ArchError, ConfigError
+from archsearch.errors import ArchError, ArchsearchError, ConfigError
 from archsearch.hardware import count_macs, num_params
 from archsearch.networks import DartsNetwork
 from archsearch.networks.darts import check_network_size
-from archsearch.space import Arch
+from archsearch.space import Arch, SearchSpace
 from archsearch.spaces.darts import NAMED_CELLS, DartsCellSpace
 from archsearch.storage import JsonlLog, atomic_write_bytes, atomic_write_json, prepare_run_dir
 from archsearch.strategies.darts import DARTS
@@ -79,15 +79,33 @@ def resolve_arch(ref: str) -> Arch:
     if ref in NAMED_CELLS and not path.exists():
         return DartsCellSpace().named(ref)
     if path.is_dir():
-        path = path / "arch.json"
-        if not path.exists():
-            raise ArchError(f"{ref} is a directory without arch.json")
+        found = [path / n for n in ("arch.json", "best_arch.json") if (path / n).exists()]
+        if not found:
+            raise ArchError(f"{ref} is a directory without arch.json or best_arch.json")
+        path = found[0]
     elif not path.exists():
         raise ArchError(f"{ref!r} is neither a named cell ({', '.join(NAMED_CELLS)}) "
                         "nor an existing architecture file")
     arch = Arch.load(path)
-    DartsCellSpace.for_arch(arch, source=str(path))
+    space_of(arch, source=str(path))
     return arch
+
+
+def space_of(arch: Arch, *, source: str = "architecture") -> SearchSpace:
+    """The registered space an Arch was made in, rebuilt from its space_args and checked."""
+    if arch.space == "darts":
+        return DartsCellSpace.for_arch(arch, source=source)
+    from archsearch.spaces import SPACES
+
+    if arch.space not in SPACES:
+        raise ArchError(f"{source}: unknown space {arch.space!r} (known: "
+                        f"{', '.join(SPACES.names())})")
+    try:
+        space = SPACES.get(arch.space)(**arch.space_args)
+    except (ArchsearchError, TypeError, ValueError) as exc:
+        raise ArchError(f"{source}: its space_args do not make a {arch.space!r} space "
+                        f"({exc})") from None
+    return space.validate(arch, source=source)
 
 
 def _meta(command: str, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,14 +144,24 @@ def run_search(settings: Mapping[str, Any], out: Path, *, progress: bool = True,
 
 def build_network(arch: Arch, *, channels: int, layers: int, num_classes: int,
                   in_channels: int = 3, auxiliary: bool = False, imagenet: bool = False,
-                  seed: int = 0) -> DartsNetwork:
-    """The discrete network of `arch`, initialised from `seed`."""
-    space = DartsCellSpace.for_arch(arch)
+                  seed: int = 0) -> torch.nn.Module:
+    """The discrete network of `arch`, initialised from `seed`.
+
+    DARTS cells become a `DartsNetwork` of `channels` and `layers`; an arch of another space
+    is built by that space (`channels`, `layers`, `auxiliary` and `imagenet` apply to DARTS
+    only; the trial-network defaults of multi-trial search are used).
+    """
+    space = space_of(arch)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return DartsNetwork(space.to_genotype(arch), channels=channels, layers=layers,
-                            num_classes=num_classes, in_channels=in_channels,
-                            auxiliary=auxiliary, imagenet=imagenet)
+        if isinstance(space, DartsCellSpace):
+            return DartsNetwork(space.to_genotype(arch), channels=channels, layers=layers,
+                                num_classes=num_classes, in_channels=in_channels,
+                                auxiliary=auxiliary, imagenet=imagenet)
+        from archsearch.multitrial import BUILD_DEFAULTS
+
+        return space.build(arch, num_classes=num_classes, in_channels=in_channels,
+                           **BUILD_DEFAULTS.get(space.name, {}))
 
 
 def check_train_settings(settings: Mapping[str, Any], *, progress: bool = True) -> Trainer:
@@ -200,7 +228,7 @@ def _check_batch(batch_size: int, available: int) -> None:
                           "available")
 
 
-def _check_aux(model: DartsNetwork, data: Dataset) -> None:
+def _check_aux(model: torch.nn.Module, data: Dataset) -> None:
     # The auxiliary head needs a feature map of at least 2×2 after two reductions.
-    if model.aux_head is not None and data.image_size < 8:
+    if getattr(model, "aux_head", None) is not None and data.image_size < 8:
         raise ConfigError(f"--auxiliary needs images of at least 8×8, got {data.image_size}")

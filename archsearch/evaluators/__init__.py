@@ -1,7 +1,28 @@
-"""Evaluators: score an architecture (train it, look it up, or compute a zero-cost proxy)."""
+"""Evaluators: score an architecture (train it, look it up, or compute a zero-cost proxy).
+
+`EVALUATORS` maps a name (as typed on the command line or in a config) to a class:
+"train" → `TrainEvaluator`, "proxy" → `ZeroCostEvaluator`.
+"""
 
 from __future__ import annotations
 
-from archsearch.evaluators._base import Evaluator, Metrics, TrialFailed
+from typing import Any
 
-__all__ = ["Evaluator", "Metrics", "TrialFailed"]
+from archsearch.evaluators._base import Evaluator, Metrics, TrialFailed
+from archsearch.evaluators.proxy import PROXIES, ZeroCostEvaluator
+from archsearch.evaluators.train import TrainEvaluator
+from archsearch.registry import Registry
+
+EVALUATORS: Registry[type[Any]] = Registry("evaluator")
+EVALUATORS.add("train", TrainEvaluator)
+EVALUATORS.add("proxy", ZeroCostEvaluator)
+
+__all__ = [
+    "EVALUATORS",
+    "PROXIES",
+    "Evaluator",
+    "Metrics",
+    "TrainEvaluator",
+    "TrialFailed",
+    "ZeroCostEvaluator",
+]

@@ -1,0 +1,338 @@
+"""The multi-trial search loop: ask -> evaluate -> tell, journaled and resumable.
+
+Every trial is appended to `trials.jsonl` (one complete JSON record per line, fsynced) the
+moment it ends, and the strategy's state is saved after it (`strategy.json`, written
+atomically). Resuming loads the last saved state and replays any journal records after it
+through `ask`/`tell` without evaluating anything, checking that the strategy proposes the
+same architectures it did: a resumed run then continues exactly as an uninterrupted run
+with the same seed would (with a trial budget; a time budget depends on the clock).
+
+Budgets, deduplication and failures belong here, not in the strategies: a trial whose
+evaluator raises `TrialFailed` is journaled as failed and told as None; an architecture
+proposed again is answered from the journal (state "cached") without training it twice
+and without counting against the trial budget.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from archsearch.errors import ArchError, ConfigError
+from archsearch.evaluators import Evaluator, TrialFailed
+from archsearch.space import Arch, SpaceExhausted
+from archsearch.storage import JsonlLog, atomic_write_json
+from archsearch.strategies._base import SampleStrategy
+
+JOURNAL = "trials.jsonl"
+STRATEGY_STATE = "strategy.json"
+BEST_ARCH = "best_arch.json"
+RESULT = "result.json"
+# Stop when the strategy proposes only already-evaluated archs this many times in a row.
+MAX_CONSECUTIVE_REPEATS = 200
+
+
+@dataclass(frozen=True)
+class Budget:
+    """When to stop: after `trials` evaluations and/or `seconds` of wall time (checked
+    between trials; a running trial is never cut short)."""
+
+    trials: int | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.trials is None and self.seconds is None:
+            raise ConfigError("a budget needs --trials and/or --time-limit")
+        if self.trials is not None and self.trials < 1:
+            raise ConfigError(f"--trials must be at least 1, got {self.trials}")
+        if self.seconds is not None and not self.seconds > 0:
+            raise ConfigError(f"--time-limit must be positive, got {self.seconds}")
+
+    def spent(self, evaluations: int, elapsed_seconds: float) -> str | None:
+        """Why the budget is used up, or None."""
+        if self.trials is not None and evaluations >= self.trials:
+            return "trial budget used"
+        if self.seconds is not None and elapsed_seconds >= self.seconds:
+            return "time budget used"
+        return None
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The metric strategies optimise; scores handed to strategies are always maximised."""
+
+    metric: str = "val_acc"
+    direction: str = "max"
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("max", "min"):
+            raise ConfigError(f"objective direction must be 'max' or 'min', "
+                              f"got {self.direction!r}")
+
+    def score(self, metrics: Mapping[str, Any]) -> float:
+        if self.metric not in metrics:
+            raise ConfigError(f"the evaluator returned no metric {self.metric!r} (it returned "
+                              f"{', '.join(metrics) or 'nothing'}); choose another --objective")
+        value = float(metrics[self.metric])
+        if not math.isfinite(value):
+            raise TrialFailed(f"{self.metric} is {value}")
+        return value if self.direction == "max" else -value
+
+
+@dataclass
+class Trial:
+    """One journal record: an evaluated (or failed, or repeated) architecture."""
+
+    number: int
+    arch: Arch
+    state: str  # "complete", "failed" or "cached"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    score: float | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    elapsed_seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"trial": self.number, "state": self.state,
+                "fingerprint": self.arch.fingerprint(), "arch": dict(self.arch),
+                "metrics": self.metrics, "score": self.score, "error": self.error,
+                "seconds": round(self.seconds, 6),
+                "elapsed_seconds": round(self.elapsed_seconds, 6)}
+
+
+@dataclass
+class SearchResult:
+    trials: list[Trial]
+    best: Trial | None
+    stopped: str
+    elapsed_seconds: float
+
+    @property
+    def evaluations(self) -> int:
+        return sum(t.state != "cached" for t in self.trials)
+
+
+class _Journal:
+    """trials.jsonl + strategy.json + best_arch.json in a run directory (or nowhere)."""
+
+    def __init__(self, run_dir: str | Path | None, *, resume: bool) -> None:
+        self.dir = None if run_dir is None else Path(run_dir)
+        self.log = None if self.dir is None else JsonlLog(self.dir / JOURNAL)
+        if self.dir is None:
+            if resume:
+                raise ConfigError("resume needs a run directory")
+            return
+        if not resume and self.log is not None and self.log.path.exists():
+            raise ConfigError(f"{self.dir} already holds a search journal; pass --resume to "
+                              "continue it or choose another directory")
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def records(self) -> list[dict[str, Any]]:
+        if self.log is None:
+            return []
+        try:
+            return self.log.read()
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{self.log.path} is corrupt (line {exc.lineno}): "
+                              f"{exc.msg}") from None
+
+    def snapshot(self) -> dict[str, Any] | None:
+        path = None if self.dir is None else self.dir / STRATEGY_STATE
+        if path is None or not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ConfigError(f"{path} is corrupt; delete it to resume by replaying "
+                              "the journal") from None
+
+    def append(self, trial: Trial, strategy: SampleStrategy, records: int) -> None:
+        if self.dir is None or self.log is None:
+            return
+        self.log.append(trial.to_json())
+        atomic_write_json(self.dir / STRATEGY_STATE,
+                          {"records": records, "state": strategy.state_dict()})
+
+    def write_best(self, trial: Trial, describe: Callable[[Arch], str]) -> None:
+        if self.dir is not None:
+            doc = trial.arch.to_json(description=describe(trial.arch))
+            doc.update({"trial": trial.number, "metrics": trial.metrics})
+            atomic_write_json(self.dir / BEST_ARCH, doc)
+
+    def write_result(self, result: SearchResult) -> None:
+        if self.dir is None:
+            return
+        best = result.best
+        atomic_write_json(self.dir / RESULT, {
+            "stopped": result.stopped, "records": len(result.trials),
+            "evaluations": result.evaluations,
+            "failed": sum(t.state == "failed" for t in result.trials),
+            "elapsed_seconds": round(result.elapsed_seconds, 3),
+            "best": None if best is None else {"trial": best.number, "arch": dict(best.arch),
+                                               "metrics": best.metrics, "score": best.score}})
+
+
+def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
+           objective: Objective | None = None, run_dir: str | Path | None = None,
+           resume: bool = False, deduplicate: bool = True, progress: bool = True,
+           on_trial: Callable[[Trial], None] | None = None) -> SearchResult:
+    """Run ask -> evaluate -> tell until the budget is used or the strategy is exhausted.
+
+    Args:
+        strategy: proposes architectures; it is told each score (None when a trial failed).
+        evaluator: `arch -> metrics`; raises `TrialFailed` for an arch it cannot score.
+        budget: trials (evaluations; repeats answered from the journal do not count) and/or
+            wall-clock seconds.
+        objective: the metric to optimise and its direction (default: maximise `val_acc`).
+        run_dir: where the journal, strategy state and best arch are written (None: nowhere).
+        resume: continue the journal in `run_dir` (the strategy must be constructed exactly
+            as in the interrupted run: same space, settings and seed).
+        deduplicate: answer a repeated architecture from the journal instead of re-running it.
+        progress: show a progress bar with the best score so far.
+        on_trial: called with every trial as it is recorded (logging, plotting).
+
+    Returns:
+        All trials (including replayed ones), the best complete trial, and why it stopped.
+    """
+    objective = objective or Objective()
+    journal = _Journal(run_dir, resume=resume)
+    state = _LoopState(strategy, objective)
+    if resume:
+        state.replay(journal)
+    start = time.monotonic() - state.elapsed_offset
+    bar = tqdm(total=budget.trials, initial=state.evaluations, disable=not progress,
+               desc="search", unit="trial", dynamic_ncols=True)
+    stopped = None
+    try:
+        while stopped is None:
+            stopped = budget.spent(state.evaluations, time.monotonic() - start)
+            if stopped is None and state.repeats >= MAX_CONSECUTIVE_REPEATS:
+                stopped = f"strategy proposed only evaluated archs {state.repeats} times in a row"
+            if stopped is not None:
+                break
+            try:
+                arch = strategy.ask()
+            except SpaceExhausted:
+                stopped = "strategy exhausted the space"
+                break
+            trial = state.run(arch, evaluator, deduplicate, time.monotonic() - start)
+            strategy.tell(arch, trial.score)
+            journal.append(trial, strategy, len(state.trials))
+            if state.best is trial:
+                journal.write_best(trial, strategy.space.describe)
+            if trial.state != "cached":
+                bar.update(1)
+            if state.best is not None:
+                bar.set_postfix_str(f"best {objective.metric}="
+                                    f"{state.best.metrics[objective.metric]:.4g}")
+            if on_trial is not None:
+                on_trial(trial)
+    finally:
+        bar.close()
+    result = SearchResult(state.trials, state.best, stopped, time.monotonic() - start)
+    journal.write_result(result)
+    return result
+
+
+class _LoopState:
+    """Trials so far, the best one, and the cache of evaluated fingerprints."""
+
+    def __init__(self, strategy: SampleStrategy, objective: Objective) -> None:
+        self.strategy = strategy
+        self.objective = objective
+        self.trials: list[Trial] = []
+        self.best: Trial | None = None
+        self.seen: dict[str, Trial] = {}
+        self.evaluations = 0
+        self.repeats = 0
+        self.elapsed_offset = 0.0
+
+    def run(self, arch: Arch, evaluator: Evaluator, deduplicate: bool,
+            elapsed: float) -> Trial:
+        fingerprint = arch.fingerprint()
+        number = len(self.trials)
+        if deduplicate and fingerprint in self.seen:
+            first = self.seen[fingerprint]
+            trial = Trial(number, arch, "cached", dict(first.metrics), first.score, first.error,
+                          0.0, elapsed)
+        else:
+            trial = self._evaluate(number, arch, evaluator, elapsed)
+        self.record(trial)
+        return trial
+
+    def _evaluate(self, number: int, arch: Arch, evaluator: Evaluator,
+                  elapsed: float) -> Trial:
+        started = time.monotonic()
+        try:
+            metrics = {k: _json_number(k, v) for k, v in evaluator(arch).items()}
+            score = self.objective.score(metrics)
+        except TrialFailed as exc:
+            seconds = time.monotonic() - started
+            return Trial(number, arch, "failed", error=str(exc) or type(exc).__name__,
+                         seconds=seconds, elapsed_seconds=elapsed + seconds)
+        seconds = time.monotonic() - started
+        return Trial(number, arch, "complete", metrics, score, None, seconds, elapsed + seconds)
+
+    def record(self, trial: Trial) -> None:
+        self.trials.append(trial)
+        self.repeats = self.repeats + 1 if trial.state == "cached" else 0
+        if trial.state != "cached":
+            self.evaluations += 1
+            self.seen[trial.arch.fingerprint()] = trial
+        if trial.state == "complete" and (self.best is None or trial.score > self.best.score):
+            self.best = trial
+        self.elapsed_offset = max(self.elapsed_offset, trial.elapsed_seconds)
+
+    def replay(self, journal: _Journal) -> None:
+        """Bring the strategy and the bookkeeping to the end of the journal."""
+        records = journal.records()
+        snapshot = journal.snapshot()
+        start = 0
+        if snapshot is not None and 0 < snapshot.get("records", 0) <= len(records):
+            self.strategy.load_state_dict(snapshot["state"])
+            start = snapshot["records"]
+        for index, record in enumerate(records):
+            trial = self._trial_from_record(index, record)
+            if index >= start:
+                proposed = self.strategy.ask()
+                if proposed.fingerprint() != trial.arch.fingerprint():
+                    raise ConfigError(
+                        f"cannot resume: journal trial {index} is a different architecture "
+                        "than the strategy proposes now; the space, strategy settings or "
+                        "seed differ from the interrupted run")
+                self.strategy.tell(proposed, trial.score)
+            self.record(trial)
+
+    def _trial_from_record(self, index: int, record: Mapping[str, Any]) -> Trial:
+        space = self.strategy.space
+        try:
+            arch = space.arch(record["arch"])
+            trial = Trial(index, arch, record["state"], dict(record.get("metrics") or {}),
+                          record.get("score"), record.get("error"),
+                          float(record.get("seconds", 0.0)),
+                          float(record.get("elapsed_seconds", 0.0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"cannot resume: journal record {index} is malformed "
+                              f"({type(exc).__name__}: {exc})") from None
+        except ArchError as exc:  # the record does not fit this space
+            raise ConfigError(f"cannot resume: journal record {index}: {exc}") from None
+        if trial.state not in ("complete", "failed", "cached"):
+            raise ConfigError(f"cannot resume: journal record {index} has unknown state "
+                              f"{trial.state!r}")
+        return trial
+
+
+def _json_number(name: str, value: Any) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            value = float(value)  # numpy and 0-d torch scalars
+        except (TypeError, ValueError):
+            raise TypeError(f"metric {name!r} is not a number: {value!r}") from None
+    return value

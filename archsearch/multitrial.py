@@ -1,0 +1,216 @@
+"""Multi-trial search runs as the CLI performs them, and the catalogue behind `archsearch list`.
+
+`run_multitrial(settings, out)` creates the space, strategy and evaluator named in
+`settings` through their registries, writes `config.json` (enough to rebuild all three, so
+`--resume` needs nothing but the run directory), then runs the journaled search loop.
+Everything is checked before the run directory is created.
+
+Run directory: config.json, trials.jsonl (one record per trial), strategy.json (the
+strategy's state after the last trial), best_arch.json (updated whenever the best
+improves), result.json (at the end).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from archsearch._loop import Budget, Objective, SearchResult, search
+from archsearch.data import load_dataset
+from archsearch.data._dataset import stratified_split
+from archsearch.errors import ArchsearchError, ConfigError
+from archsearch.evaluators import EVALUATORS
+from archsearch.space import SearchSpace
+from archsearch.spaces import SPACES
+from archsearch.storage import atomic_write_json, prepare_run_dir
+from archsearch.strategies import STRATEGIES, OneShotStrategy, SampleStrategy
+
+# Build settings of each space's trial networks, sized for the built-in 8×8 digits: each
+# trial trains for seconds on 2 CPU cores. Override with --build-arg.
+BUILD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "darts": {"channels": 8, "layers": 3},
+    "nasnet": {"channels": 8},
+}
+EVALUATOR_DEFAULTS: dict[str, Any] = {"epochs": 3, "batch_size": 64, "lr": 0.05}
+VAL_FRACTION = 0.2  # of the training split, held out to score trials (test stays unseen)
+
+Log = Any
+
+
+def parse_assignments(items: list[str] | None, *, flag: str) -> dict[str, Any]:
+    """`["population=10", "ops=[\\"a\\"]"]` -> {"population": 10, "ops": ["a"]} (JSON values,
+    falling back to the plain string)."""
+    result: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
+        try:
+            result[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            result[key.strip()] = text
+    return result
+
+
+def create_space(name: str, args: Mapping[str, Any]) -> SearchSpace:
+    factory = SPACES.get(name)
+    _check_kwargs(factory, args, what=f"space {name!r}", flag="--space-arg")
+    try:
+        return factory(**args)
+    except ArchsearchError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"space {name!r}: {exc}") from None
+
+
+def create_strategy(name: str, space: SearchSpace, args: Mapping[str, Any], *,
+                    seed: int) -> SampleStrategy:
+    cls = STRATEGIES.get(name)
+    if not (isinstance(cls, type) and issubclass(cls, SampleStrategy)):
+        raise ConfigError(f"strategy {name!r} is not a multi-trial strategy")
+    _check_kwargs(cls, args, what=f"strategy {name!r}", flag="--strategy-arg",
+                  skip=("space", "seed"))
+    try:
+        return cls(space, seed=seed, **args)
+    except ArchsearchError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"strategy {name!r}: {exc}") from None
+
+
+def _check_kwargs(fn: Any, args: Mapping[str, Any], *, what: str, flag: str,
+                  skip: tuple[str, ...] = ()) -> None:
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    known = [n for n, p in params.items() if n not in skip and p.kind is p.KEYWORD_ONLY]
+    for key in args:
+        if key not in known:
+            raise ConfigError(f"{flag} {key}: {what} has no option {key!r} "
+                              f"(options: {', '.join(known) or 'none'})")
+
+
+def defaults_of(fn: Any, *, skip: tuple[str, ...] = ("space", "seed")) -> dict[str, Any]:
+    """Keyword defaults of a factory, as JSON values (tuples become lists)."""
+    out = {}
+    for name, p in inspect.signature(fn).parameters.items():
+        if name in skip or p.kind is not p.KEYWORD_ONLY or p.default is p.empty:
+            continue
+        out[name] = json.loads(json.dumps(p.default, default=str))
+    return out
+
+
+def catalogue(kind: str) -> dict[str, dict[str, Any]]:
+    """What `archsearch list spaces|strategies` shows: defaults, sizes, descriptions."""
+    if kind == "spaces":
+        out = {}
+        for name in SPACES.names():
+            factory = SPACES.get(name)
+            space = factory()
+            size = space.size()
+            out[name] = {"description": _first_line(factory), "defaults": defaults_of(factory),
+                         "size": size if size != math.inf else "infinite",
+                         "dims": len(space.dims)}
+        return out
+    if kind == "strategies":
+        return {name: {"description": _first_line(cls),
+                       "kind": "one-shot" if issubclass(cls, OneShotStrategy) else "multi-trial",
+                       "defaults": defaults_of(cls)}
+                for name, cls in ((n, STRATEGIES.get(n)) for n in STRATEGIES.names())}
+    raise ConfigError(f"cannot list {kind!r} (try spaces or strategies)")
+
+
+def _first_line(obj: Any) -> str:
+    return (inspect.getdoc(obj) or "").splitlines()[0] if inspect.getdoc(obj) else ""
+
+
+def prepare(settings: Mapping[str, Any]) -> tuple[SearchSpace, SampleStrategy, Any, Any]:
+    """Space, strategy, evaluator and dataset of `settings`; every check happens here."""
+    s = settings
+    space = create_space(s["space"], s["space_args"])
+    strategy = create_strategy(s["strategy"], space, s["strategy_args"], seed=s["seed"])
+    data = load_dataset(s["dataset"], s["data_dir"], seed=s["seed"])
+    evaluator = create_evaluator(s, space, data)
+    return space, strategy, evaluator, data
+
+
+def create_evaluator(s: Mapping[str, Any], space: SearchSpace, data: Any) -> Any:
+    from archsearch.runs import resolve_device
+
+    device = str(resolve_device(s["device"]))
+    build = {**BUILD_DEFAULTS.get(s["space"], {}), **s["build_args"]}
+    if s["evaluator"] == "proxy":
+        return EVALUATORS.get("proxy")(space, x=data.x_train, y=data.y_train,
+                                       num_classes=data.num_classes, proxy=s["proxy"],
+                                       batch_size=s["batch_size"], device=device,
+                                       seed=s["seed"], build_kwargs=build)
+    index = np.arange(len(data.y_train))
+    train_idx, val_idx, _, _ = stratified_split(data.name, index, data.y_train.numpy(),
+                                                seed=s["seed"], test_fraction=VAL_FRACTION)
+    train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+    return EVALUATORS.get(s["evaluator"])(
+        space, x_train=data.x_train[train_idx], y_train=data.y_train[train_idx],
+        x_val=data.x_train[val_idx], y_val=data.y_train[val_idx],
+        num_classes=data.num_classes, epochs=s["epochs"], batch_size=s["batch_size"],
+        lr=s["lr"], device=device, seed=s["seed"], build_kwargs=build)
+
+
+def budget_of(s: Mapping[str, Any]) -> Budget:
+    return Budget(trials=s["trials"], seconds=s["time_limit"])
+
+
+def run_multitrial(settings: Mapping[str, Any], out: Path, *, resume: bool = False,
+                   overwrite: bool = False, progress: bool = True,
+                   log: Log = print) -> SearchResult:
+    """A journaled multi-trial search; with `resume`, `settings` come from `out`."""
+    s = dict(settings)
+    budget = budget_of(s)
+    objective = Objective(s["objective"], s["direction"])
+    space, strategy, evaluator, data = prepare(s)
+    if not resume:
+        out = prepare_run_dir(out, overwrite=overwrite)
+        from archsearch.runs import _meta
+
+        atomic_write_json(out / "config.json", _meta("search", s))
+    log(f"search: {strategy!r} on {space!r}, evaluator {s['evaluator']} on {data.describe()}"
+        f" -> {out}")
+    result = search(strategy, evaluator, budget=budget, objective=objective, run_dir=out,
+                    resume=resume, progress=progress)
+    log(summary(result, space, objective))
+    return result
+
+
+def load_settings(run_dir: Path) -> dict[str, Any]:
+    """The settings a multi-trial run was started with (its config.json)."""
+    path = run_dir / "config.json"
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume {run_dir}: no such run directory")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        settings = doc["settings"]
+        settings["strategy"]  # noqa: B018 (a DARTS run has no multi-trial settings)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        raise ConfigError(f"--resume {run_dir}: no readable multi-trial config.json "
+                          "(only multi-trial searches can be resumed)") from None
+    return settings
+
+
+def summary(result: SearchResult, space: SearchSpace, objective: Objective) -> str:
+    failed = sum(t.state == "failed" for t in result.trials)
+    lines = [f"search done ({result.stopped}): {result.evaluations} trials, {failed} failed, "
+             f"{result.elapsed_seconds:.1f} s"]
+    if result.best is None:
+        lines.append("no trial completed")
+    else:
+        best = result.best
+        lines.append(f"best: trial {best.number}, {objective.metric} = "
+                     f"{best.metrics[objective.metric]:.4f}")
+        lines.append(space.describe(best.arch))
+    return "\n".join(lines)
