@@ -1,8 +1,9 @@
 """The multi-trial search loop: ask -> evaluate -> tell, journaled and resumable.
 
 Every trial is appended to `trials.jsonl` (one complete JSON record per line, fsynced) the
-moment it ends, and the strategy's state is saved after it (`strategy.json`, written
-atomically). Resuming loads the last saved state and replays any journal records after it
+moment it ends, and the strategy's state is saved every few seconds and at the end
+(`strategy.json`, written atomically, always right after a tell). Resuming loads the last
+saved state and replays the journal records after it
 through `ask`/`tell` without evaluating anything, checking that the strategy proposes the
 same architectures it did: a resumed run then continues exactly as an uninterrupted run
 with the same seed would (with a trial budget; a time budget depends on the clock).
@@ -153,12 +154,15 @@ class _Journal:
             raise ConfigError(f"{path} is corrupt; delete it to resume by replaying "
                               "the journal") from None
 
-    def append(self, trial: Trial, strategy: SampleStrategy, records: int) -> None:
-        if self.dir is None or self.log is None:
-            return
-        self.log.append(trial.to_json())
-        atomic_write_json(self.dir / STRATEGY_STATE,
-                          {"records": records, "state": strategy.state_dict()})
+    def append(self, trial: Trial) -> None:
+        if self.log is not None:
+            self.log.append(trial.to_json())
+
+    def save_state(self, strategy: SampleStrategy, records: int) -> None:
+        """The strategy's state right after its tell of journal record `records - 1`."""
+        if self.dir is not None:
+            atomic_write_json(self.dir / STRATEGY_STATE,
+                              {"records": records, "state": strategy.state_dict()})
 
     def write_best(self, trial: Trial, describe: Callable[[Arch], str]) -> None:
         if self.dir is not None:
@@ -182,6 +186,7 @@ class _Journal:
 def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
            objective: Objective | None = None, run_dir: str | Path | None = None,
            resume: bool = False, deduplicate: bool = True, progress: bool = True,
+           state_every_seconds: float = 10.0,
            on_trial: Callable[[Trial], None] | None = None) -> SearchResult:
     """Run ask -> evaluate -> tell until the budget is used or the strategy is exhausted.
 
@@ -196,6 +201,9 @@ def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
             as in the interrupted run: same space, settings and seed).
         deduplicate: answer a repeated architecture from the journal instead of re-running it.
         progress: show a progress bar with the best score so far.
+        state_every_seconds: save the strategy's state at most this often (and at the end);
+            a resume replays the journal records after the last save, so this only trades
+            writing time (a controller's state can be megabytes) against replay time.
         on_trial: called with every trial as it is recorded (logging, plotting).
 
     Returns:
@@ -210,6 +218,7 @@ def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
     bar = tqdm(total=budget.trials, initial=state.evaluations, disable=not progress,
                desc="search", unit="trial", dynamic_ncols=True)
     stopped = None
+    last_save = time.monotonic()
     try:
         while stopped is None:
             stopped = budget.spent(state.evaluations, time.monotonic() - start)
@@ -224,7 +233,10 @@ def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
                 break
             trial = state.run(arch, evaluator, deduplicate, time.monotonic() - start)
             strategy.tell(arch, trial.score)
-            journal.append(trial, strategy, len(state.trials))
+            journal.append(trial)
+            if time.monotonic() - last_save >= state_every_seconds:
+                journal.save_state(strategy, len(state.trials))
+                last_save = time.monotonic()
             if state.best is trial:
                 journal.write_best(trial, strategy.space.describe)
             if trial.state != "cached":
@@ -236,6 +248,7 @@ def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
                 on_trial(trial)
     finally:
         bar.close()
+    journal.save_state(strategy, len(state.trials))  # after a tell: no ask is outstanding
     result = SearchResult(state.trials, state.best, stopped, time.monotonic() - start)
     journal.write_result(result)
     return result

@@ -180,8 +180,8 @@ def _multitrial_settings(args: argparse.Namespace) -> dict[str, Any]:
             "lr": _pick(args.lr, d["lr"]),
             "trials": _pick(args.trials, None if time_limit is not None else 20),
             "time_limit": time_limit,
-            "objective": _pick(args.objective,
-                               args.proxy if args.evaluator == "proxy" else "val_acc"),
+            "objective": _pick(args.objective, "val_acc" if args.evaluator == "train"
+                               else "synflow" if args.proxy == "all" else args.proxy),
             "direction": "min" if args.minimize else "max"}
 
 

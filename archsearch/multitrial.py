@@ -174,6 +174,10 @@ def run_multitrial(settings: Mapping[str, Any], out: Path, *, resume: bool = Fal
     budget = budget_of(s)
     objective = Objective(s["objective"], s["direction"])
     space, strategy, evaluator, data = prepare(s)
+    names = evaluator.metric_names() if hasattr(evaluator, "metric_names") else None
+    if names is not None and objective.metric not in names:
+        raise ConfigError(f"--objective {objective.metric}: the {s['evaluator']} evaluator "
+                          f"reports {', '.join(names)}")
     if not resume:
         out = prepare_run_dir(out, overwrite=overwrite)
         from archsearch.runs import _meta

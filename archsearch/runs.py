@@ -105,7 +105,8 @@ def space_of(arch: Arch, *, source: str = "architecture") -> SearchSpace:
     except (ArchsearchError, TypeError, ValueError) as exc:
         raise ArchError(f"{source}: its space_args do not make a {arch.space!r} space "
                         f"({exc})") from None
-    return space.validate(arch, source=source)
+    space.validate(arch, source=source)
+    return space
 
 
 def _meta(command: str, settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -214,6 +214,10 @@ class ZeroCostEvaluator:
         return (f"ZeroCostEvaluator(space={self.space.name!r}, proxies={self.proxies}, "
                 f"batch_size={len(self.x)}, device={str(self.device)!r})")
 
+    def metric_names(self) -> tuple[str, ...]:
+        """The keys of the metrics every call returns."""
+        return (*self.proxies, "num_params", "macs")
+
     def __call__(self, arch: Arch) -> dict[str, float]:
         """Score `arch`'s freshly initialised network with the chosen proxies.
 

@@ -157,6 +157,11 @@ class TrainEvaluator:
         return _TrialTrainer(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
                              device=self.device, progress=self.progress)
 
+    def metric_names(self) -> tuple[str, ...]:
+        """The keys of the metrics every call returns."""
+        return ("val_acc", "val_loss", "train_loss", "num_params", "macs", "train_seconds",
+                "epochs")
+
     def __call__(self, arch: Arch) -> dict[str, float]:
         """Train `arch` from scratch and score it on the validation split.
 

@@ -130,7 +130,9 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, damage):
     cut = tmp_path / "cut"
     with pytest.raises(Interrupt):
         search(HillClimber(SPACE, seed=3), interrupting_after(7), budget=Budget(trials=15),
-               run_dir=cut, progress=False)
+               run_dir=cut, progress=False, state_every_seconds=0.0)
+    snapshot = json.loads((cut / STRATEGY_STATE).read_text())
+    assert snapshot["records"] == len(journal(cut))  # saved after every tell, none after
     if damage == "no-snapshot":
         (cut / STRATEGY_STATE).unlink()
     elif damage == "stale-snapshot":  # a crash between the journal line and the snapshot
