@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from archsearch.errors import ArchError, ConfigError
 from archsearch.evaluators import Evaluator, TrialFailed
 from archsearch.space import Arch, SpaceExhausted
-from archsearch.storage import JsonlLog, atomic_write_json
+from archsearch.storage import JsonlLog, atomic_write_json, atomic_write_text
 from archsearch.strategies._base import SampleStrategy
 
 JOURNAL = "trials.jsonl"
@@ -136,13 +136,29 @@ class _Journal:
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def records(self) -> list[dict[str, Any]]:
-        if self.log is None:
+        """The journal's records. A last line cut short by a crash mid-write (no newline at
+        the end) is dropped from the file — that trial is simply run again; a malformed
+        complete line is corruption and an error."""
+        if self.log is None or not self.log.path.exists():
             return []
+        path = self.log.path
         try:
-            return self.log.read()
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{self.log.path} is corrupt (line {exc.lineno}): "
-                              f"{exc.msg}") from None
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is not UTF-8 text; it is not a journal") from None
+        if text and not text.endswith("\n"):
+            text = text[:text.rfind("\n") + 1]
+            atomic_write_text(path, text)
+        records = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path} is corrupt (line {number}): {exc.msg}") from None
+            if not isinstance(record, dict):
+                raise ConfigError(f"{path} is corrupt (line {number}): not a JSON object")
+            records.append(record)
+        return records
 
     def snapshot(self) -> dict[str, Any] | None:
         path = None if self.dir is None else self.dir / STRATEGY_STATE

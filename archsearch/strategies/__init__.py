@@ -19,4 +19,15 @@ STRATEGIES.add("grid", GridSearch)
 STRATEGIES.add("random", RandomSearch)
 STRATEGIES.add("rl", ReinforceController)
 
-__all__ = ["DARTS", "STRATEGIES", "DartsResult", "OneShotStrategy", "SampleStrategy"]
+__all__ = [
+    "DARTS",
+    "STRATEGIES",
+    "BayesianOptimization",
+    "DartsResult",
+    "GridSearch",
+    "OneShotStrategy",
+    "RandomSearch",
+    "RegularizedEvolution",
+    "ReinforceController",
+    "SampleStrategy",
+]

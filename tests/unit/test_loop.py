@@ -164,10 +164,24 @@ def test_existing_journal_needs_resume_and_corrupt_journal_is_an_error(tmp_path)
         search(HillClimber(SPACE, seed=0), objective, budget=Budget(trials=2),
                run_dir=tmp_path, progress=False)
     with open(tmp_path / JOURNAL, "a") as f:
-        f.write('{"trial": 2, "sta')
+        f.write('{"trial": 2, "sta\n')
     with pytest.raises(ConfigError, match="corrupt"):
         search(HillClimber(SPACE, seed=0), objective, budget=Budget(trials=4),
                run_dir=tmp_path, resume=True, progress=False)
+
+
+def test_a_line_cut_short_by_a_crash_is_dropped_and_run_again(tmp_path):
+    search(HillClimber(SPACE, seed=6), objective, budget=Budget(trials=8),
+           run_dir=tmp_path / "straight", progress=False)
+    cut = tmp_path / "cut"
+    with pytest.raises(Interrupt):
+        search(HillClimber(SPACE, seed=6), interrupting_after(4), budget=Budget(trials=8),
+               run_dir=cut, progress=False)
+    text = (cut / JOURNAL).read_text()
+    (cut / JOURNAL).write_text(text[:-25])  # the last record half-written
+    search(HillClimber(SPACE, seed=6), objective, budget=Budget(trials=8), run_dir=cut,
+           resume=True, progress=False)
+    assert strip_timing(journal(cut)) == strip_timing(journal(tmp_path / "straight"))
 
 
 def test_exhausted_strategy_stops_the_search():
