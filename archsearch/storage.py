@@ -7,6 +7,7 @@ are append-only JSON Lines, one complete record per line, flushed and fsynced pe
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -36,6 +37,8 @@ def atomic_write_bytes(path: str | Path, write: Callable[[BinaryIO], Any]) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); results get the usual permissions.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -45,6 +48,14 @@ def atomic_write_bytes(path: str | Path, write: Callable[[BinaryIO], Any]) -> Pa
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@functools.cache
+def _umask() -> int:
+    # Read once: os.umask can only be read by setting it, which is not thread-safe.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class JsonlLog:

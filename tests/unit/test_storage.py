@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,10 @@ def test_prepare_run_dir_refusal_deletes_nothing(tmp_path: Path,
     with pytest.raises(ConfigError, match="retrain"):
         prepare_run_dir(run, overwrite=True)
     assert _names(run) == ["arch.json", "config.json", "log.jsonl", "retrain"]
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path: Path) -> None:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    path = atomic_write_json(tmp_path / "r.json", {"a": 1})
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
