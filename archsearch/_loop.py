@@ -47,6 +47,9 @@ class Budget:
 
     trials: int | None = None
     seconds: float | None = None
+    # Charge each evaluated trial this metric (e.g. a tabular benchmark's simulated
+    # training seconds) instead of wall-clock time, so `seconds` budgets simulated time.
+    time_metric: str | None = None
 
     def __post_init__(self) -> None:
         if self.trials is None and self.seconds is None:
@@ -94,6 +97,7 @@ class Trial:
     number: int
     arch: Arch
     state: str  # "complete", "failed" or "cached"
+
     metrics: dict[str, Any] = field(default_factory=dict)
     score: float | None = None
     error: str | None = None
@@ -203,6 +207,7 @@ def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
            objective: Objective | None = None, run_dir: str | Path | None = None,
            resume: bool = False, deduplicate: bool = True, progress: bool = True,
            state_every_seconds: float = 10.0,
+           dedup_key: Callable[[Arch], str] | None = None,
            on_trial: Callable[[Trial], None] | None = None) -> SearchResult:
     """Run ask -> evaluate -> tell until the budget is used or the strategy is exhausted.
 
@@ -216,6 +221,9 @@ def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
         resume: continue the journal in `run_dir` (the strategy must be constructed exactly
             as in the interrupted run: same space, settings and seed).
         deduplicate: answer a repeated architecture from the journal instead of re-running it.
+        dedup_key: what "repeated" means (default `Arch.fingerprint`); a space's canonical
+            form (e.g. NAS-Bench-201 cells that compute the same function) saves paying twice
+            for one network.
         progress: show a progress bar with the best score so far.
         state_every_seconds: save the strategy's state at most this often (and at the end);
             a resume replays the journal records after the last save, so this only trades
@@ -227,17 +235,17 @@ def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
     """
     objective = objective or Objective()
     journal = _Journal(run_dir, resume=resume)
-    state = _LoopState(strategy, objective)
+    state = _LoopState(strategy, objective, dedup_key or Arch.fingerprint, budget.time_metric)
     if resume:
         state.replay(journal)
-    start = time.monotonic() - state.elapsed_offset
+    clock = _Clock(state, budget.time_metric)
     bar = tqdm(total=budget.trials, initial=state.evaluations, disable=not progress,
                desc="search", unit="trial", dynamic_ncols=True)
     stopped = None
     last_save = time.monotonic()
     try:
         while stopped is None:
-            stopped = budget.spent(state.evaluations, time.monotonic() - start)
+            stopped = budget.spent(state.evaluations, clock.elapsed())
             if stopped is None and state.repeats >= MAX_CONSECUTIVE_REPEATS:
                 stopped = f"strategy proposed only evaluated archs {state.repeats} times in a row"
             if stopped is not None:
@@ -247,7 +255,7 @@ def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
             except SpaceExhausted:
                 stopped = "strategy exhausted the space"
                 break
-            trial = state.run(arch, evaluator, deduplicate, time.monotonic() - start)
+            trial = state.run(arch, evaluator, deduplicate, clock.elapsed())
             strategy.tell(arch, trial.score)
             journal.append(trial)
             if time.monotonic() - last_save >= state_every_seconds:
@@ -265,17 +273,35 @@ def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
     finally:
         bar.close()
     journal.save_state(strategy, len(state.trials))  # after a tell: no ask is outstanding
-    result = SearchResult(state.trials, state.best, stopped, time.monotonic() - start)
+    result = SearchResult(state.trials, state.best, stopped, clock.elapsed())
     journal.write_result(result)
     return result
 
 
-class _LoopState:
-    """Trials so far, the best one, and the cache of evaluated fingerprints."""
+class _Clock:
+    """Search time: wall-clock since the (first) start, or the sum of a cost metric."""
 
-    def __init__(self, strategy: SampleStrategy, objective: Objective) -> None:
+    def __init__(self, state: _LoopState, time_metric: str | None) -> None:
+        self.state = state
+        self.simulated = time_metric is not None
+        self.start = time.monotonic() - state.elapsed_offset
+
+    def elapsed(self) -> float:
+        if self.simulated:
+            return self.state.simulated_seconds
+        return time.monotonic() - self.start
+
+
+class _LoopState:
+    """Trials so far, the best one, and the cache of evaluated architectures."""
+
+    def __init__(self, strategy: SampleStrategy, objective: Objective,
+                 key: Callable[[Arch], str], time_metric: str | None) -> None:
         self.strategy = strategy
         self.objective = objective
+        self.key = key
+        self.time_metric = time_metric
+        self.simulated_seconds = 0.0
         self.trials: list[Trial] = []
         self.best: Trial | None = None
         self.seen: dict[str, Trial] = {}
@@ -285,10 +311,10 @@ class _LoopState:
 
     def run(self, arch: Arch, evaluator: Evaluator, deduplicate: bool,
             elapsed: float) -> Trial:
-        fingerprint = arch.fingerprint()
+        key = self.key(arch)
         number = len(self.trials)
-        if deduplicate and fingerprint in self.seen:
-            first = self.seen[fingerprint]
+        if deduplicate and key in self.seen:
+            first = self.seen[key]
             trial = Trial(number, arch, "cached", dict(first.metrics), first.score, first.error,
                           0.0, elapsed)
         else:
@@ -307,14 +333,22 @@ class _LoopState:
             return Trial(number, arch, "failed", error=str(exc) or type(exc).__name__,
                          seconds=seconds, elapsed_seconds=elapsed + seconds)
         seconds = time.monotonic() - started
-        return Trial(number, arch, "complete", metrics, score, None, seconds, elapsed + seconds)
+        charged = seconds
+        if self.time_metric is not None:
+            if self.time_metric not in metrics:
+                raise ConfigError(f"the budget charges metric {self.time_metric!r}, which the "
+                                  f"evaluator does not return (it returns {', '.join(metrics)})")
+            charged = float(metrics[self.time_metric])
+        return Trial(number, arch, "complete", metrics, score, None, seconds, elapsed + charged)
 
     def record(self, trial: Trial) -> None:
         self.trials.append(trial)
         self.repeats = self.repeats + 1 if trial.state == "cached" else 0
         if trial.state != "cached":
             self.evaluations += 1
-            self.seen[trial.arch.fingerprint()] = trial
+            self.seen.setdefault(self.key(trial.arch), trial)
+            if self.time_metric is not None:
+                self.simulated_seconds += float(trial.metrics.get(self.time_metric, 0.0))
         if trial.state == "complete" and (self.best is None or trial.score > self.best.score):
             self.best = trial
         self.elapsed_offset = max(self.elapsed_offset, trial.elapsed_seconds)

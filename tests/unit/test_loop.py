@@ -235,3 +235,30 @@ def test_non_finite_metric_fails_the_trial():
     result = search(HillClimber(SPACE, seed=0), lambda a: {"val_acc": math.nan},
                     budget=Budget(trials=2), progress=False)
     assert all(t.state in ("failed", "cached") for t in result.trials) and result.best is None
+
+
+def test_simulated_time_budget_charges_a_metric():
+    def charged(arch):
+        return {**objective(arch), "sim_seconds": 10.0}
+
+    result = search(HillClimber(SPACE, seed=0), charged, progress=False,
+                    budget=Budget(seconds=35.0, time_metric="sim_seconds"))
+    assert result.evaluations == 4 and result.stopped == "time budget used"
+    assert result.elapsed_seconds == 40.0
+    with pytest.raises(ConfigError, match="does not return"):
+        search(HillClimber(SPACE, seed=0), objective, progress=False,
+               budget=Budget(seconds=35.0, time_metric="sim_seconds"))
+
+
+def test_custom_dedup_key_treats_equivalent_archs_as_one():
+    calls = []
+
+    def counting(arch):
+        calls.append(arch)
+        return objective(arch)
+
+    # Key on "a" only: at most three distinct evaluations, whatever b is.
+    result = search(HillClimber(SPACE, seed=1), counting, budget=Budget(trials=50),
+                    progress=False, dedup_key=lambda arch: arch["a"])
+    assert len(calls) == 3 and len({a["a"] for a in calls}) == 3
+    assert result.stopped.startswith("strategy proposed only evaluated archs")
