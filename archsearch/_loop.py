@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from archsearch.constraints import Constraint, violations
 from archsearch.errors import ArchError, ConfigError
 from archsearch.evaluators import Evaluator, TrialFailed
 from archsearch.space import Arch, SpaceExhausted
@@ -38,6 +39,8 @@ BEST_ARCH = "best_arch.json"
 RESULT = "result.json"
 # Stop when the strategy proposes only already-evaluated archs this many times in a row.
 MAX_CONSECUTIVE_REPEATS = 200
+# ... or only archs that break the constraints.
+MAX_CONSECUTIVE_INFEASIBLE = 1000
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ class Trial:
 
     number: int
     arch: Arch
-    state: str  # "complete", "failed" or "cached"
+    state: str  # "complete", "failed", "cached" or "infeasible"
 
     metrics: dict[str, Any] = field(default_factory=dict)
     score: float | None = None
@@ -121,7 +124,7 @@ class SearchResult:
 
     @property
     def evaluations(self) -> int:
-        return sum(t.state != "cached" for t in self.trials)
+        return sum(t.state in ("complete", "failed") for t in self.trials)
 
 
 class _Journal:
@@ -208,6 +211,8 @@ def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
            resume: bool = False, deduplicate: bool = True, progress: bool = True,
            state_every_seconds: float = 10.0,
            dedup_key: Callable[[Arch], str] | None = None,
+           constraints: Sequence[Constraint] = (),
+           cost_model: Callable[[Arch], Mapping[str, float]] | None = None,
            on_trial: Callable[[Trial], None] | None = None) -> SearchResult:
     """Run ask -> evaluate -> tell until the budget is used or the strategy is exhausted.
 
@@ -228,14 +233,22 @@ def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
         state_every_seconds: save the strategy's state at most this often (and at the end);
             a resume replays the journal records after the last save, so this only trades
             writing time (a controller's state can be megabytes) against replay time.
+        constraints: cost limits checked with `cost_model` before an arch is evaluated; an
+            arch that breaks one is journaled as "infeasible", told as failed, and does not
+            count against the trial budget.
+        cost_model: `arch -> costs` (e.g. `hardware.ArchCost`); its figures are added to the
+            metrics of every trial.
         on_trial: called with every trial as it is recorded (logging, plotting).
 
     Returns:
         All trials (including replayed ones), the best complete trial, and why it stopped.
     """
     objective = objective or Objective()
+    if constraints and cost_model is None:
+        raise ConfigError("constraints need a cost model to check them")
     journal = _Journal(run_dir, resume=resume)
     state = _LoopState(strategy, objective, dedup_key or Arch.fingerprint, budget.time_metric)
+    state.constraints, state.cost_model = tuple(constraints), cost_model
     if resume:
         state.replay(journal)
     clock = _Clock(state, budget.time_metric)
@@ -248,6 +261,9 @@ def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
             stopped = budget.spent(state.evaluations, clock.elapsed())
             if stopped is None and state.repeats >= MAX_CONSECUTIVE_REPEATS:
                 stopped = f"strategy proposed only evaluated archs {state.repeats} times in a row"
+            if stopped is None and state.infeasible_streak >= MAX_CONSECUTIVE_INFEASIBLE:
+                stopped = (f"no feasible architecture in {state.infeasible_streak} proposals in "
+                           "a row; loosen the constraints")
             if stopped is not None:
                 break
             try:
@@ -263,7 +279,7 @@ def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
                 last_save = time.monotonic()
             if state.best is trial:
                 journal.write_best(trial, strategy.space.describe)
-            if trial.state != "cached":
+            if trial.state in ("complete", "failed"):
                 bar.update(1)
             if state.best is not None:
                 bar.set_postfix_str(f"best {objective.metric}="
@@ -302,6 +318,9 @@ class _LoopState:
         self.key = key
         self.time_metric = time_metric
         self.simulated_seconds = 0.0
+        self.constraints: tuple[Constraint, ...] = ()
+        self.cost_model: Callable[[Arch], Mapping[str, float]] | None = None
+        self.infeasible_streak = 0
         self.trials: list[Trial] = []
         self.best: Trial | None = None
         self.seen: dict[str, Trial] = {}
@@ -325,8 +344,15 @@ class _LoopState:
     def _evaluate(self, number: int, arch: Arch, evaluator: Evaluator,
                   elapsed: float) -> Trial:
         started = time.monotonic()
+        costs: dict[str, Any] = {}
+        if self.cost_model is not None:
+            costs = {k: _json_number(k, v) for k, v in self.cost_model(arch).items()}
+            broken = violations(self.constraints, costs)
+            if broken:
+                return Trial(number, arch, "infeasible", costs, error="; ".join(broken),
+                             seconds=time.monotonic() - started, elapsed_seconds=elapsed)
         try:
-            metrics = {k: _json_number(k, v) for k, v in evaluator(arch).items()}
+            metrics = {**costs, **{k: _json_number(k, v) for k, v in evaluator(arch).items()}}
             score = self.objective.score(metrics)
         except TrialFailed as exc:
             seconds = time.monotonic() - started
@@ -344,7 +370,12 @@ class _LoopState:
     def record(self, trial: Trial) -> None:
         self.trials.append(trial)
         self.repeats = self.repeats + 1 if trial.state == "cached" else 0
-        if trial.state != "cached":
+        infeasible = trial.state == "infeasible" or (
+            trial.state == "cached" and self.seen[self.key(trial.arch)].state == "infeasible")
+        self.infeasible_streak = self.infeasible_streak + 1 if infeasible else 0
+        if trial.state == "infeasible":
+            self.seen.setdefault(self.key(trial.arch), trial)
+        elif trial.state != "cached":
             self.evaluations += 1
             self.seen.setdefault(self.key(trial.arch), trial)
             if self.time_metric is not None:
@@ -386,7 +417,7 @@ class _LoopState:
                               f"({type(exc).__name__}: {exc})") from None
         except ArchError as exc:  # the record does not fit this space
             raise ConfigError(f"cannot resume: journal record {index}: {exc}") from None
-        if trial.state not in ("complete", "failed", "cached"):
+        if trial.state not in ("complete", "failed", "cached", "infeasible"):
             raise ConfigError(f"cannot resume: journal record {index} has unknown state "
                               f"{trial.state!r}")
         return trial

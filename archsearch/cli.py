@@ -87,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="metric to optimise (default val_acc; the proxy's name with "
                              "--evaluator proxy)")
     search.add_argument("--minimize", action="store_true", help="minimise --objective")
+    search.add_argument("--max-params", type=float, metavar="N",
+                        help="multi-trial: reject (before training) archs with more parameters")
+    search.add_argument("--max-macs", type=float, metavar="N",
+                        help="multi-trial: reject archs with more MACs (one input)")
+    search.add_argument("--max-latency-ms", type=float, metavar="MS",
+                        help="multi-trial: reject archs slower than this (median measured "
+                             "latency at batch 1 on --device)")
     search.add_argument("--lr", type=float, help="multi-trial: learning rate of each trial")
     search.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue an interrupted multi-trial search (settings come from "
@@ -182,7 +189,9 @@ def _multitrial_settings(args: argparse.Namespace) -> dict[str, Any]:
             "time_limit": time_limit,
             "objective": _pick(args.objective, "val_acc" if args.evaluator == "train"
                                else "synflow" if args.proxy == "all" else args.proxy),
-            "direction": "min" if args.minimize else "max"}
+            "direction": "min" if args.minimize else "max",
+            "max_params": args.max_params, "max_macs": args.max_macs,
+            "max_latency_ms": args.max_latency_ms}
 
 
 def _multitrial(args: argparse.Namespace) -> int:

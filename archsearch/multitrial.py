@@ -23,10 +23,12 @@ import numpy as np
 import torch
 
 from archsearch._loop import Budget, Objective, SearchResult, search
+from archsearch.constraints import Constraint
 from archsearch.data import load_dataset
 from archsearch.data._dataset import stratified_split
 from archsearch.errors import ArchsearchError, ConfigError
 from archsearch.evaluators import EVALUATORS
+from archsearch.hardware import ArchCost
 from archsearch.space import SearchSpace
 from archsearch.spaces import SPACES
 from archsearch.storage import atomic_write_json, prepare_run_dir
@@ -162,6 +164,29 @@ def create_evaluator(s: Mapping[str, Any], space: SearchSpace, data: Any) -> Any
         lr=s["lr"], device=device, seed=s["seed"], build_kwargs=build)
 
 
+def constraints_of(s: Mapping[str, Any], space: SearchSpace,
+                   data: Any) -> tuple[list[Constraint], ArchCost | None]:
+    """--max-params / --max-macs / --max-latency-ms as constraints and the cost model that
+    checks them (latency is measured only when it is constrained)."""
+    limits = {"num_params": s.get("max_params"), "macs": s.get("max_macs"),
+              "latency_ms": s.get("max_latency_ms")}
+    constraints = [Constraint(metric, "<=", float(limit))
+                   for metric, limit in limits.items() if limit is not None]
+    for c in constraints:
+        if not c.limit > 0:
+            raise ConfigError(f"--max-{c.metric.replace('_', '-')} must be positive, "
+                              f"got {c.limit:g}")
+    if not constraints:
+        return [], None
+    from archsearch.runs import resolve_device
+
+    build = {**BUILD_DEFAULTS.get(s["space"], {}), **s["build_args"],
+             "num_classes": data.num_classes, "in_channels": data.in_channels}
+    cost = ArchCost(space, tuple(data.x_train.shape[1:]), build_kwargs=build,
+                    latency=limits["latency_ms"] is not None, device=resolve_device(s["device"]))
+    return constraints, cost
+
+
 def budget_of(s: Mapping[str, Any]) -> Budget:
     return Budget(trials=s["trials"], seconds=s["time_limit"])
 
@@ -174,6 +199,7 @@ def run_multitrial(settings: Mapping[str, Any], out: Path, *, resume: bool = Fal
     budget = budget_of(s)
     objective = Objective(s["objective"], s["direction"])
     space, strategy, evaluator, data = prepare(s)
+    constraints, cost = constraints_of(s, space, data)
     names = evaluator.metric_names() if hasattr(evaluator, "metric_names") else None
     if names is not None and objective.metric not in names:
         raise ConfigError(f"--objective {objective.metric}: the {s['evaluator']} evaluator "
@@ -185,8 +211,11 @@ def run_multitrial(settings: Mapping[str, Any], out: Path, *, resume: bool = Fal
         atomic_write_json(out / "config.json", _meta("search", s))
     log(f"search: {strategy!r} on {space!r}, evaluator {s['evaluator']} on {data.describe()}"
         f" -> {out}")
+    if constraints:
+        log(f"constraints: {', '.join(map(str, constraints))}")
     result = search(strategy, evaluator, budget=budget, objective=objective, run_dir=out,
-                    resume=resume, progress=progress)
+                    resume=resume, progress=progress, constraints=constraints,
+                    cost_model=cost)
     log(summary(result, space, objective))
     return result
 
@@ -208,8 +237,10 @@ def load_settings(run_dir: Path) -> dict[str, Any]:
 
 def summary(result: SearchResult, space: SearchSpace, objective: Objective) -> str:
     failed = sum(t.state == "failed" for t in result.trials)
-    lines = [f"search done ({result.stopped}): {result.evaluations} trials, {failed} failed, "
-             f"{result.elapsed_seconds:.1f} s"]
+    infeasible = sum(t.state == "infeasible" for t in result.trials)
+    rejected = f", {infeasible} rejected by the constraints" if infeasible else ""
+    lines = [f"search done ({result.stopped}): {result.evaluations} trials, {failed} failed"
+             f"{rejected}, {result.elapsed_seconds:.1f} s"]
     if result.best is None:
         lines.append("no trial completed")
     else:

@@ -1,7 +1,10 @@
-"""Hardware cost without training: parameter and MAC counts."""
+"""Hardware cost without training: parameter and MAC counts, measured latency."""
 
 from __future__ import annotations
 
+from archsearch.hardware.cost import COST_METRICS, ArchCost
 from archsearch.hardware.counts import count_macs, num_params
+from archsearch.hardware.latency import LatencyStats, measure_latency
 
-__all__ = ["count_macs", "num_params"]
+__all__ = ["COST_METRICS", "ArchCost", "LatencyStats", "count_macs", "measure_latency",
+           "num_params"]

@@ -105,6 +105,7 @@ BAD = {
     "objective": (["--strategy", "random", "--objective", "accuracy"], "--objective"),
     "retrain": (["--strategy", "random", "--retrain"], "--retrain"),
     "darts-space": (["--space", "chain"], "darts"),
+    "max-macs": (["--strategy", "random", "--max-macs", "-1"], "--max-macs must be positive"),
     "grid-too-large": (["--strategy", "grid"], "1,076,746,950,455,072,400"),
 }
 
@@ -125,3 +126,14 @@ def test_resume_errors(tmp_path, capsys):
     (tmp_path / "darts" / "config.json").write_text('{"settings": {"order": "first"}}')
     assert cli.main(["search", "--resume", str(tmp_path / "darts")]) == 2
     assert "only multi-trial searches" in _error(capsys)
+
+
+def test_constraints_reject_archs_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main([*PROXY, "--strategy", "random", "--max-params", "3000", "--trials", "4",
+                     "--out", str(out)]) == 0
+    records = _journal(out)
+    assert sum(r["state"] == "complete" for r in records) == 4
+    assert all(r["metrics"]["num_params"] <= 3000 for r in records if r["state"] == "complete")
+    assert any(r["state"] == "infeasible" for r in records)
+    assert "rejected by the constraints" in capsys.readouterr().out
