@@ -16,7 +16,6 @@ and without counting against the trial budget.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,17 +25,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from archsearch._journal import _Journal
 from archsearch.constraints import Constraint, violations
 from archsearch.errors import ArchError, ConfigError
 from archsearch.evaluators import Evaluator, TrialFailed
 from archsearch.space import Arch, SpaceExhausted
-from archsearch.storage import JsonlLog, atomic_write_json, atomic_write_text
 from archsearch.strategies._base import SampleStrategy
 
-JOURNAL = "trials.jsonl"
-STRATEGY_STATE = "strategy.json"
-BEST_ARCH = "best_arch.json"
-RESULT = "result.json"
 # Stop when the strategy proposes only already-evaluated archs this many times in a row.
 MAX_CONSECUTIVE_REPEATS = 200
 # ... or only archs that break the constraints.
@@ -117,6 +112,9 @@ class Trial:
 
 @dataclass
 class SearchResult:
+    """All trials of a search (including replayed ones), the best complete one, and why it
+    stopped."""
+
     trials: list[Trial]
     best: Trial | None
     stopped: str
@@ -125,85 +123,6 @@ class SearchResult:
     @property
     def evaluations(self) -> int:
         return sum(t.state in ("complete", "failed") for t in self.trials)
-
-
-class _Journal:
-    """trials.jsonl + strategy.json + best_arch.json in a run directory (or nowhere)."""
-
-    def __init__(self, run_dir: str | Path | None, *, resume: bool) -> None:
-        self.dir = None if run_dir is None else Path(run_dir)
-        self.log = None if self.dir is None else JsonlLog(self.dir / JOURNAL)
-        if self.dir is None:
-            if resume:
-                raise ConfigError("resume needs a run directory")
-            return
-        if not resume and self.log is not None and self.log.path.exists():
-            raise ConfigError(f"{self.dir} already holds a search journal; pass --resume to "
-                              "continue it or choose another directory")
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def records(self) -> list[dict[str, Any]]:
-        """The journal's records. A last line cut short by a crash mid-write (no newline at
-        the end) is dropped from the file — that trial is simply run again; a malformed
-        complete line is corruption and an error."""
-        if self.log is None or not self.log.path.exists():
-            return []
-        path = self.log.path
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path} is not UTF-8 text; it is not a journal") from None
-        if text and not text.endswith("\n"):
-            text = text[:text.rfind("\n") + 1]
-            atomic_write_text(path, text)
-        records = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path} is corrupt (line {number}): {exc.msg}") from None
-            if not isinstance(record, dict):
-                raise ConfigError(f"{path} is corrupt (line {number}): not a JSON object")
-            records.append(record)
-        return records
-
-    def snapshot(self) -> dict[str, Any] | None:
-        path = None if self.dir is None else self.dir / STRATEGY_STATE
-        if path is None or not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ConfigError(f"{path} is corrupt; delete it to resume by replaying "
-                              "the journal") from None
-
-    def append(self, trial: Trial) -> None:
-        if self.log is not None:
-            self.log.append(trial.to_json())
-
-    def save_state(self, strategy: SampleStrategy, records: int) -> None:
-        """The strategy's state right after its tell of journal record `records - 1`."""
-        if self.dir is not None:
-            atomic_write_json(self.dir / STRATEGY_STATE,
-                              {"records": records, "state": strategy.state_dict()})
-
-    def write_best(self, trial: Trial, describe: Callable[[Arch], str]) -> None:
-        if self.dir is not None:
-            doc = trial.arch.to_json(description=describe(trial.arch))
-            doc.update({"trial": trial.number, "metrics": trial.metrics})
-            atomic_write_json(self.dir / BEST_ARCH, doc)
-
-    def write_result(self, result: SearchResult) -> None:
-        if self.dir is None:
-            return
-        best = result.best
-        atomic_write_json(self.dir / RESULT, {
-            "stopped": result.stopped, "records": len(result.trials),
-            "evaluations": result.evaluations,
-            "failed": sum(t.state == "failed" for t in result.trials),
-            "elapsed_seconds": round(result.elapsed_seconds, 3),
-            "best": None if best is None else {"trial": best.number, "arch": dict(best.arch),
-                                               "metrics": best.metrics, "score": best.score}})
 
 
 def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,

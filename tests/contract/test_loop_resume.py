@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from archsearch._loop import JOURNAL, STRATEGY_STATE, Budget, Objective, search
+from archsearch._journal import JOURNAL, STRATEGY_STATE
+from archsearch._loop import Budget, Objective, search
 from archsearch.strategies import STRATEGIES, SampleStrategy
 from archsearch.testing import ToyObjective, make_toy_space
 

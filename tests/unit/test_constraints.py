@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from archsearch._loop import JOURNAL, Budget, search
+from archsearch._journal import JOURNAL
+from archsearch._loop import Budget, search
 from archsearch.constraints import Constraint, violations
 from archsearch.errors import ConfigError
 from archsearch.space import Int, SearchSpace

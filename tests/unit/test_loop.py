@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from archsearch._loop import BEST_ARCH, JOURNAL, RESULT, STRATEGY_STATE, Budget, Objective, search
+from archsearch._journal import BEST_ARCH, JOURNAL, RESULT, STRATEGY_STATE
+from archsearch._loop import Budget, Objective, search
 from archsearch.errors import ConfigError
 from archsearch.evaluators import TrialFailed
 from archsearch.space import Arch, Categorical, Float, Int, SearchSpace, SpaceExhausted
