@@ -10,18 +10,21 @@ from typing import Any
 
 from archsearch.evaluators._base import Evaluator, Metrics, TrialFailed
 from archsearch.evaluators.proxy import PROXIES, ZeroCostEvaluator
+from archsearch.evaluators.table import TableEvaluator
 from archsearch.evaluators.train import TrainEvaluator
 from archsearch.registry import Registry
 
 EVALUATORS: Registry[type[Any]] = Registry("evaluator")
 EVALUATORS.add("train", TrainEvaluator)
 EVALUATORS.add("proxy", ZeroCostEvaluator)
+EVALUATORS.add("table", TableEvaluator)
 
 __all__ = [
     "EVALUATORS",
     "PROXIES",
     "Evaluator",
     "Metrics",
+    "TableEvaluator",
     "TrainEvaluator",
     "TrialFailed",
     "ZeroCostEvaluator",

@@ -7,6 +7,11 @@ a forward pass in eval mode: a convolution costs
 `in_features · out_features`. Biases, BN, activations, pooling, additions and
 concatenations are not counted. Heads that run only in training (the auxiliary head) do not
 run in eval mode and so are not counted.
+
+`include_bias=True` also counts one multiply-add per output element of a conv or linear
+layer that has a bias: the convention of NAS-Bench-201's `flops` columns (conv + linear,
+bias included; BN, pooling and additions not counted), whose reference network has a bias
+only in its classifier. `archsearch/networks/nasbench201.py` reproduces those columns.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ def num_params(model: nn.Module, *, exclude_prefixes: Sequence[str] = ()) -> int
 
 
 def count_macs(model: nn.Module, input_shape: Sequence[int], *,
-               device: str | torch.device = "cpu") -> int:
+               device: str | torch.device = "cpu", include_bias: bool = False) -> int:
     """MACs of conv and linear layers for one forward pass of a (1, C, H, W) input.
 
     `input_shape` is (C, H, W) or (1, C, H, W). The model is run in eval mode under
-    `torch.no_grad()` and put back in the mode it was in.
+    `torch.no_grad()` and put back in the mode it was in. `include_bias` adds one MAC per
+    output element of layers with a bias (NAS-Bench-201's convention). A model on the
+    `meta` device (with `device="meta"`) is counted without computing anything.
     """
     shape = tuple(input_shape)
     if len(shape) == 3:
@@ -41,10 +48,14 @@ def count_macs(model: nn.Module, input_shape: Sequence[int], *,
         nonlocal total
         kh, kw = module.kernel_size
         total += output.numel() * (module.in_channels // module.groups) * kh * kw
+        if include_bias and module.bias is not None:
+            total += output.numel()
 
     def linear_hook(module: nn.Linear, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
         nonlocal total
         total += (output.numel() // module.out_features) * module.in_features * module.out_features
+        if include_bias and module.bias is not None:
+            total += output.numel()
 
     handles = []
     for m in model.modules():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from archsearch.registry import Registry
 from archsearch.spaces.chain import chain_space
 from archsearch.spaces.darts import NAMED_CELLS, DartsCellSpace, Genotype
+from archsearch.spaces.nasbench201 import NasBench201Space
 from archsearch.spaces.nasnet import NasnetCellSpace
 
 # name -> factory(**kwargs) -> SearchSpace; the factory's keyword defaults are the
@@ -13,6 +14,7 @@ SPACES: Registry = Registry("space")
 SPACES.add("darts", DartsCellSpace)
 SPACES.add("nasnet", NasnetCellSpace)
 SPACES.add("chain", chain_space)
+SPACES.add("nb201", NasBench201Space)
 
 __all__ = [
     "NAMED_CELLS",

@@ -22,12 +22,14 @@ BUILD_KWARGS: dict[str, dict[str, Any]] = {
     "darts": {"channels": 4, "layers": 3, "num_classes": 10, "in_channels": 1},
     "nasnet": {"channels": 4, "cells": 1, "num_classes": 10, "in_channels": 1},
     "chain": {"num_classes": 10, "in_channels": 1},
+    "nb201": {"channels": 4, "cells_per_stage": 1, "num_classes": 10, "in_channels": 1},
 }
 # Space settings small enough to enumerate, so `size()` can be checked by counting.
 TINY_SPACE_KWARGS: dict[str, dict[str, Any]] = {
     "darts": {"nodes": 1, "ops": ["skip_connect", "max_pool_3x3"]},
     "nasnet": {"blocks": 1, "ops": ["skip_connect", "max_pool_3x3"]},
     "chain": {"layers": 2},
+    "nb201": {"ops": ["none", "skip_connect", "nor_conv_1x1"]},
 }
 # Non-default settings that take other paths: cross-block inputs and a searched reduction
 # cell; a single-width chain, which has op decisions only and so a supernet.
