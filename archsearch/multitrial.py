@@ -39,6 +39,7 @@ from archsearch.strategies import STRATEGIES, OneShotStrategy, SampleStrategy
 BUILD_DEFAULTS: dict[str, dict[str, Any]] = {
     "darts": {"channels": 8, "layers": 3},
     "nasnet": {"channels": 8},
+    "nb201": {"channels": 8, "cells_per_stage": 1},
 }
 EVALUATOR_DEFAULTS: dict[str, Any] = {"epochs": 3, "batch_size": 64, "lr": 0.05}
 VAL_FRACTION = 0.2  # of the training split, held out to score trials (test stays unseen)
@@ -215,7 +216,10 @@ def run_multitrial(settings: Mapping[str, Any], out: Path, *, resume: bool = Fal
         log(f"constraints: {', '.join(map(str, constraints))}")
     result = search(strategy, evaluator, budget=budget, objective=objective, run_dir=out,
                     resume=resume, progress=progress, constraints=constraints,
-                    cost_model=cost)
+                    cost_model=cost,
+                    # Spaces that know which archs compute the same function (NAS-Bench-201)
+                    # answer an equivalent arch from the journal instead of training it.
+                    dedup_key=getattr(space, "canonical", None))
     log(summary(result, space, objective))
     return result
 
