@@ -6,6 +6,9 @@
     archsearch search  --strategy {grid,random,evolution,rl,bo} --space {darts,nasnet,chain}
                        [--trials N] [--time-limit S] [--evaluator train|proxy] [--resume DIR]
     archsearch list    {spaces,strategies} [--json]
+    archsearch bench   --benchmark nb201 --dataset {cifar10,cifar100,imagenet16}
+                       --strategies random,evolution,rl,bo --seeds R --queries Q
+                       [--seconds S] [--fidelity {200,12}] [--json] [--proxy-correlation]
 
 ARCH is a named cell (darts_v1, darts_v2), an architecture JSON file, or a search run
 directory. Bad input ends with a one-line error on stderr and exit code 2.
@@ -132,7 +135,37 @@ def _parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="the registered search spaces or strategies")
     lst.add_argument("kind", choices=("spaces", "strategies"))
     lst.add_argument("--json", action="store_true", help="print JSON (defaults, exact sizes)")
+    _bench_arguments(sub.add_parser("bench", help="compare search strategies on the "
+                                    "NAS-Bench-201 tables (many seeds in minutes)"))
     return parser
+
+
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--benchmark", choices=("nb201",), default="nb201")
+    p.add_argument("--dataset", choices=("cifar10", "cifar100", "imagenet16"),
+                   default="cifar10")
+    p.add_argument("--strategies", default="random,evolution,rl,bo",
+                   help="comma-separated: random, evolution, rl, bo, grid, proxy-evolution, "
+                        "and with --seconds sh, hyperband (default random,evolution,rl,bo)")
+    p.add_argument("--seeds", type=int, default=20, help="runs per strategy (default 20)")
+    p.add_argument("--queries", type=int,
+                   help="budget: distinct cells evaluated per run (default 150 without --seconds)")
+    p.add_argument("--seconds", type=float,
+                   help="budget: simulated training seconds per run (the table's cost model)")
+    p.add_argument("--fidelity", type=int, choices=(200, 12), default=200,
+                   help="training epochs of the accuracies the search sees (default 200)")
+    p.add_argument("--strategy-arg", action="append", metavar="STRATEGY.KEY=VALUE",
+                   help="strategy setting, e.g. evolution.population=50 (repeatable)")
+    p.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--data-dir", help="folder of the NAS-Bench-201 CSV files (default: "
+                                      "$ARCHSEARCH_NB201_DIR, else ../shared/data/nb201)")
+    p.add_argument("--out", type=Path, help="where bench.json, curves.csv and curves.png go "
+                                            "(default runs/bench-<time>)")
+    p.add_argument("--proxy-correlation", action="store_true",
+                   help="only report the Spearman correlation of the NASWOT proxy with "
+                        "validation and test accuracy")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _out_dir(args: argparse.Namespace) -> Path:
@@ -264,7 +297,43 @@ def _profile(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"search": _search, "train": _train, "profile": _profile, "list": _list}
+def _bench(args: argparse.Namespace) -> int:
+    from archsearch import bench, bench_proxy, bench_report
+    from archsearch.benchmarks import NasBench201Table, find_nb201_dir
+    from archsearch.spaces.nasbench201 import NasBench201Space
+
+    table = NasBench201Table.load(find_nb201_dir(args.data_dir), expect_rows=None)
+    if args.proxy_correlation:
+        corr = bench_proxy.proxy_correlation(table, args.dataset, fidelity=args.fidelity)
+        print(json.dumps(corr) if args.json else
+              f"NASWOT vs {args.dataset} accuracy ({args.fidelity} epochs), Spearman rho over "
+              f"{corr['scored']:,} cells ({corr['excluded']} without a score left out): "
+              f"validation {corr['spearman_val']:.3f}, test {corr['spearman_test']:.3f}")
+        return 0
+    space = NasBench201Space()
+    if not table.is_complete:  # a fixture or a subset: search only the cells it holds
+        space = bench.TableSubspace(table)
+        print(f"archsearch: note: {table.data_dir} holds {len(table)} of 15,625 cells; "
+              "searching those", file=sys.stderr)
+    queries = args.queries if args.queries is not None or args.seconds is not None else 150
+    result = bench.run_bench(
+        space, table, dataset=args.dataset, seeds=args.seeds, queries=queries,
+        strategies=[name.strip() for name in args.strategies.split(",") if name.strip()],
+        seconds=args.seconds, fidelity=args.fidelity, processes=args.processes,
+        strategy_args=bench.parse_strategy_args(args.strategy_arg),
+        progress=not (args.json or args.quiet))
+    out = _out_dir(args)
+    result.write(out)
+    if args.json:
+        print(json.dumps(bench_report.jsonable(result.summary())))
+    else:
+        print(bench_report.format_table(result))
+        print(f"runs, curves.csv and curves.png in {out}")
+    return 0
+
+
+COMMANDS = {"search": _search, "train": _train, "profile": _profile, "list": _list,
+            "bench": _bench}
 
 
 def main(argv: list[str] | None = None) -> int:
