@@ -178,7 +178,8 @@ def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
     try:
         while stopped is None:
             stopped = budget.spent(state.evaluations, clock.elapsed())
-            if stopped is None and state.repeats >= MAX_CONSECUTIVE_REPEATS:
+            if (stopped is None and state.repeats >= MAX_CONSECUTIVE_REPEATS
+                    and getattr(strategy, "may_converge", True)):
                 stopped = f"strategy proposed only evaluated archs {state.repeats} times in a row"
             if stopped is None and state.infeasible_streak >= MAX_CONSECUTIVE_INFEASIBLE:
                 stopped = (f"no feasible architecture in {state.infeasible_streak} proposals in "

@@ -36,6 +36,11 @@ class SampleStrategy(abc.ABC):
             sequence of proposals.
     """
 
+    # A strategy that adapts to scores can settle on architectures already evaluated; the
+    # loop stops it after many repeats in a row. One that walks a fixed order (grid, random
+    # without repeats) always moves on, however many equivalent archs it meets on the way.
+    may_converge: bool = True
+
     def __init__(self, space: SearchSpace, *, seed: int | None = None) -> None:
         self.space = space
         self.seed = seed

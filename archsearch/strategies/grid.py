@@ -45,6 +45,8 @@ class GridSearch(SampleStrategy):
         True
     """
 
+    may_converge = False  # never settles: it walks a fixed order or never repeats
+
     def __init__(self, space: SearchSpace, *, seed: int | None = None,
                  shuffle: bool = False) -> None:
         super().__init__(space, seed=seed)

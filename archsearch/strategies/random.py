@@ -42,6 +42,8 @@ class RandomSearch(SampleStrategy):
         True
     """
 
+    may_converge = False  # never settles: it walks a fixed order or never repeats
+
     def __init__(self, space: SearchSpace, *, seed: int | None = None,
                  allow_duplicates: bool = False) -> None:
         super().__init__(space, seed=seed)

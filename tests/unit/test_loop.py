@@ -13,7 +13,7 @@ from archsearch._loop import Budget, Objective, search
 from archsearch.errors import ConfigError
 from archsearch.evaluators import TrialFailed
 from archsearch.space import Arch, Categorical, Float, Int, SearchSpace, SpaceExhausted
-from archsearch.strategies import SampleStrategy
+from archsearch.strategies import STRATEGIES, SampleStrategy
 
 SPACE = SearchSpace.from_dims({"a": Categorical(("x", "y", "z")), "b": Int(0, 9)}, name="toy")
 
@@ -263,3 +263,14 @@ def test_custom_dedup_key_treats_equivalent_archs_as_one():
                     progress=False, dedup_key=lambda arch: arch["a"])
     assert len(calls) == 3 and len({a["a"] for a in calls}) == 3
     assert result.stopped.startswith("strategy proposed only evaluated archs")
+
+
+def test_grid_walks_past_long_runs_of_equivalent_archs():
+    """Keyed on "a" only, grid meets 3 distinct archs then 27 equivalent ones per block;
+    a fixed-order strategy is never stopped as "converged"."""
+    space = SearchSpace.from_dims({"a": Categorical(("x", "y", "z")), "b": Int(0, 299)},
+                                  name="long")
+    result = search(STRATEGIES.get("grid")(space), objective, budget=Budget(trials=3),
+                    dedup_key=lambda arch: arch["a"], progress=False)
+    assert result.evaluations == 3 and result.stopped == "trial budget used"
+    assert sum(t.state == "cached" for t in result.trials) == 2 * 299
