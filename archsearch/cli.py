@@ -273,6 +273,13 @@ def _train_settings(args: argparse.Namespace, *, prefix: str = "") -> dict[str, 
 
 def _train(args: argparse.Namespace) -> int:
     arch = runs.resolve_arch(args.arch)
+    darts_only = [flag for flag, value in (("--channels", args.channels),
+                                           ("--layers", args.layers),
+                                           ("--auxiliary", args.auxiliary or None))
+                  if value is not None]
+    if arch.space != "darts" and darts_only:
+        raise ConfigError(f"{darts_only[0]} applies to DARTS cells; a {arch.space!r} "
+                          "architecture is built by its own space")
     runs.run_train(arch, _train_settings(args), _out_dir(args), progress=not args.quiet,
                    overwrite=args.overwrite)
     return 0

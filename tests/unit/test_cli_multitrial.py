@@ -67,6 +67,9 @@ def test_train_evaluator_search_writes_a_run_that_train_accepts(tmp_path, capsys
     assert arch.space == "chain" and dict(arch) == best["arch"]
     assert "best: trial" in capsys.readouterr().out
     retrain = tmp_path / "retrain"
+    capsys.readouterr()
+    assert cli.main(["train", str(out), "--channels", "8", "--out", str(retrain)]) == 2
+    assert "--channels applies to DARTS cells" in _error(capsys) and not retrain.exists()
     assert cli.main(["train", str(out), "--epochs", "1", "--out", str(retrain), "--quiet"]) == 0
     assert 0.0 <= json.loads((retrain / "metrics.json").read_text())["test_accuracy"] <= 1.0
 
