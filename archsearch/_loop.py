@@ -68,23 +68,48 @@ class Budget:
 
 @dataclass(frozen=True)
 class Objective:
-    """The metric strategies optimise; scores handed to strategies are always maximised."""
+    """The metric strategies optimise; scores handed to strategies are always maximised.
+
+    With `cost_metric`, the score is MnasNet's soft-constrained reward (Tan et al. 2019,
+    eq. 2): ACC × (COST / target)^w, with w < 0 (the paper's −0.07) so a network over the
+    target is penalised smoothly and one under it mildly rewarded.
+    """
 
     metric: str = "val_acc"
     direction: str = "max"
+    cost_metric: str | None = None
+    cost_target: float | None = None
+    cost_weight: float = -0.07
 
     def __post_init__(self) -> None:
         if self.direction not in ("max", "min"):
             raise ConfigError(f"objective direction must be 'max' or 'min', "
                               f"got {self.direction!r}")
+        if self.cost_metric is not None:
+            if self.cost_target is None or not self.cost_target > 0:
+                raise ConfigError(f"a reward on {self.cost_metric} needs a positive target, "
+                                  f"got {self.cost_target}")
+            if self.direction != "max":
+                raise ConfigError("the MnasNet reward scales a metric that is maximised")
+
+    def metrics_needed(self) -> tuple[str, ...]:
+        return (self.metric,) if self.cost_metric is None else (self.metric, self.cost_metric)
 
     def score(self, metrics: Mapping[str, Any]) -> float:
-        if self.metric not in metrics:
-            raise ConfigError(f"the evaluator returned no metric {self.metric!r} (it returned "
-                              f"{', '.join(metrics) or 'nothing'}); choose another --objective")
+        for name in self.metrics_needed():
+            if name not in metrics:
+                raise ConfigError(f"the evaluator returned no metric {name!r} (it returned "
+                                  f"{', '.join(metrics) or 'nothing'}); choose another "
+                                  "--objective")
         value = float(metrics[self.metric])
         if not math.isfinite(value):
             raise TrialFailed(f"{self.metric} is {value}")
+        if self.cost_metric is not None:
+            cost = float(metrics[self.cost_metric])
+            if not (math.isfinite(cost) and cost > 0):
+                raise TrialFailed(f"{self.cost_metric} is {cost}")
+            # MnasNet eq. 2: ACC(m) × [LAT(m) / T]^w
+            return value * (cost / self.cost_target) ** self.cost_weight
         return value if self.direction == "max" else -value
 
 

@@ -97,6 +97,13 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--max-latency-ms", type=float, metavar="MS",
                         help="multi-trial: reject archs slower than this (median measured "
                              "latency at batch 1 on --device)")
+    search.add_argument("--reward-cost", choices=("num_params", "macs", "latency_ms"),
+                        help="multi-trial: MnasNet reward ACC × (COST / target)^w instead of "
+                             "the plain objective")
+    search.add_argument("--reward-target", type=float, metavar="T",
+                        help="with --reward-cost: the target cost T")
+    search.add_argument("--reward-weight", type=float, default=-0.07, metavar="W",
+                        help="with --reward-cost: the exponent w (default -0.07, MnasNet)")
     search.add_argument("--lr", type=float, help="multi-trial: learning rate of each trial")
     search.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue an interrupted multi-trial search (settings come from "
@@ -224,7 +231,8 @@ def _multitrial_settings(args: argparse.Namespace) -> dict[str, Any]:
                                else "synflow" if args.proxy == "all" else args.proxy),
             "direction": "min" if args.minimize else "max",
             "max_params": args.max_params, "max_macs": args.max_macs,
-            "max_latency_ms": args.max_latency_ms}
+            "max_latency_ms": args.max_latency_ms, "reward_cost": args.reward_cost,
+            "reward_target": args.reward_target, "reward_weight": args.reward_weight}
 
 
 def _multitrial(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from archsearch.data import load_dataset
 from archsearch.data._dataset import stratified_split
 from archsearch.errors import ArchsearchError, ConfigError
 from archsearch.evaluators import EVALUATORS
-from archsearch.hardware import ArchCost
+from archsearch.hardware import COST_METRICS, ArchCost
 from archsearch.space import SearchSpace
 from archsearch.spaces import SPACES
 from archsearch.storage import atomic_write_json, prepare_run_dir
@@ -177,14 +177,16 @@ def constraints_of(s: Mapping[str, Any], space: SearchSpace,
         if not c.limit > 0:
             raise ConfigError(f"--max-{c.metric.replace('_', '-')} must be positive, "
                               f"got {c.limit:g}")
-    if not constraints:
+    reward_cost = s.get("reward_cost")
+    if not constraints and reward_cost is None:
         return [], None
     from archsearch.runs import resolve_device
 
     build = {**BUILD_DEFAULTS.get(s["space"], {}), **s["build_args"],
              "num_classes": data.num_classes, "in_channels": data.in_channels}
-    cost = ArchCost(space, tuple(data.x_train.shape[1:]), build_kwargs=build,
-                    latency=limits["latency_ms"] is not None, device=resolve_device(s["device"]))
+    timed = limits["latency_ms"] is not None or reward_cost == "latency_ms"
+    cost = ArchCost(space, tuple(data.x_train.shape[1:]), build_kwargs=build, latency=timed,
+                    device=resolve_device(s["device"]))
     return constraints, cost
 
 
@@ -198,10 +200,16 @@ def run_multitrial(settings: Mapping[str, Any], out: Path, *, resume: bool = Fal
     """A journaled multi-trial search; with `resume`, `settings` come from `out`."""
     s = dict(settings)
     budget = budget_of(s)
-    objective = Objective(s["objective"], s["direction"])
+    objective = Objective(s["objective"], s["direction"], s.get("reward_cost"),
+                          s.get("reward_target"), s.get("reward_weight", -0.07))
     space, strategy, evaluator, data = prepare(s)
     constraints, cost = constraints_of(s, space, data)
     names = evaluator.metric_names() if hasattr(evaluator, "metric_names") else None
+    if names is not None and cost is not None:
+        names = (*names, *cost.metric_names())
+    if s.get("reward_cost") is not None and s["reward_cost"] not in COST_METRICS:
+        raise ConfigError(f"--reward-cost must be one of {', '.join(COST_METRICS)}, "
+                          f"got {s['reward_cost']!r}")
     if names is not None and objective.metric not in names:
         raise ConfigError(f"--objective {objective.metric}: the {s['evaluator']} evaluator "
                           f"reports {', '.join(names)}")

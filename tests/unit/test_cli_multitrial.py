@@ -109,6 +109,7 @@ BAD = {
     "retrain": (["--strategy", "random", "--retrain"], "--retrain"),
     "darts-space": (["--space", "chain"], "darts"),
     "max-macs": (["--strategy", "random", "--max-macs", "-1"], "--max-macs must be positive"),
+    "reward-target": (["--strategy", "random", "--reward-cost", "macs"], "positive target"),
     "grid-too-large": (["--strategy", "grid"], "1,076,746,950,455,072,400"),
 }
 
@@ -140,3 +141,13 @@ def test_constraints_reject_archs_before_training(tmp_path, capsys):
     assert all(r["metrics"]["num_params"] <= 3000 for r in records if r["state"] == "complete")
     assert any(r["state"] == "infeasible" for r in records)
     assert "rejected by the constraints" in capsys.readouterr().out
+
+
+def test_mnasnet_reward_from_the_command_line(tmp_path):
+    out = tmp_path / "run"
+    assert cli.main([*PROXY, "--strategy", "random", "--proxy", "snip", "--reward-cost",
+                     "num_params", "--reward-target", "5000", "--trials", "3",
+                     "--out", str(out)]) == 0
+    for r in _journal(out):
+        m = r["metrics"]
+        assert r["score"] == pytest.approx(m["snip"] * (m["num_params"] / 5000) ** -0.07)

@@ -274,3 +274,17 @@ def test_grid_walks_past_long_runs_of_equivalent_archs():
                     dedup_key=lambda arch: arch["a"], progress=False)
     assert result.evaluations == 3 and result.stopped == "trial budget used"
     assert sum(t.state == "cached" for t in result.trials) == 2 * 299
+
+
+def test_mnasnet_reward_scales_accuracy_by_cost_over_target():
+    reward = Objective("val_acc", cost_metric="latency_ms", cost_target=10.0)
+    assert reward.score({"val_acc": 0.9, "latency_ms": 10.0}) == pytest.approx(0.9)
+    over = reward.score({"val_acc": 0.9, "latency_ms": 20.0})
+    assert over == pytest.approx(0.9 * 2 ** -0.07) and over < 0.9
+    assert reward.score({"val_acc": 0.9, "latency_ms": 5.0}) > 0.9
+    with pytest.raises(ConfigError, match="no metric 'latency_ms'"):
+        reward.score({"val_acc": 0.9})
+    with pytest.raises(ConfigError, match="positive target"):
+        Objective("val_acc", cost_metric="macs", cost_target=0.0)
+    with pytest.raises(ConfigError, match="maximised"):
+        Objective("val_loss", "min", cost_metric="macs", cost_target=1.0)
