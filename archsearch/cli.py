@@ -115,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--hvp", choices=HVPS, default="finite-difference",
                         help="second order: Hessian-vector product by finite differences "
                              "(the paper) or exactly by double backward")
+    search.add_argument("--cost-weight", type=float, default=0.0, metavar="LAMBDA",
+                        help="DARTS: add LAMBDA · expected MACs (relative to uniform α) to the "
+                             "architecture loss, pulling the search to cheaper ops (default 0)")
     search.add_argument("--retrain", action="store_true",
                         help="then retrain the found cell from scratch and report test accuracy")
     search.add_argument("--retrain-epochs", type=int)
@@ -192,7 +195,7 @@ def _search(args: argparse.Namespace) -> int:
     settings = {"dataset": args.dataset, "data_dir": args.data_dir, "seed": args.seed,
                 "device": args.device, "nodes": args.nodes,
                 "ops": [op.strip() for op in args.ops.split(",") if op.strip()],
-                "order": args.order, "hvp": args.hvp,
+                "order": args.order, "hvp": args.hvp, "cost_weight": args.cost_weight,
                 "epochs": _pick(args.epochs, d["epochs"]),
                 "channels": _pick(args.channels, d["channels"]),
                 "layers": _pick(args.layers, d["layers"]),

@@ -124,7 +124,8 @@ def run_search(settings: Mapping[str, Any], out: Path, *, progress: bool = True,
     data = load_dataset(s["dataset"], s["data_dir"], seed=s["seed"])
     strategy = DARTS(space, order=s["order"], hvp=s["hvp"], epochs=s["epochs"],
                      channels=s["channels"], layers=s["layers"], batch_size=s["batch_size"],
-                     seed=s["seed"], device=device, **augmentation(data))
+                     seed=s["seed"], device=device, cost_weight=s.get("cost_weight", 0.0),
+                     **augmentation(data))
     _check_batch(s["batch_size"], len(data.x_train) // 2)
     # A search run may hold the retraining of its cell in retrain/: --overwrite replaces both.
     out = prepare_run_dir(out, overwrite=overwrite, subdirs=("retrain",))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from archsearch.registry import Registry
 from archsearch.spaces.chain import chain_space
+from archsearch.spaces.compound import CompoundScalingSpace
 from archsearch.spaces.darts import NAMED_CELLS, DartsCellSpace, Genotype
+from archsearch.spaces.mobilenet import MobileNetSpace
 from archsearch.spaces.nasbench201 import NasBench201Space
 from archsearch.spaces.nasnet import NasnetCellSpace
 
@@ -15,6 +17,8 @@ SPACES.add("darts", DartsCellSpace)
 SPACES.add("nasnet", NasnetCellSpace)
 SPACES.add("chain", chain_space)
 SPACES.add("nb201", NasBench201Space)
+SPACES.add("mobilenet", MobileNetSpace)
+SPACES.add("compound", CompoundScalingSpace)
 
 __all__ = [
     "NAMED_CELLS",

@@ -24,6 +24,7 @@ from archsearch.space import Arch
 from archsearch.spaces.darts import DartsCellSpace
 from archsearch.strategies._base import EpochCallback, OneShotStrategy
 from archsearch.supernet import BilevelOptimizer, DartsSupernet
+from archsearch.supernet.cost import expected_macs, op_macs_table
 from archsearch.train import cosine_lr, evaluate
 
 
@@ -51,6 +52,11 @@ class DARTS(OneShotStrategy):
         crop_padding, flip, cutout_length: augmentation of training batches.
         seed: seeds the supernet's initialisation and the data order.
         device: where the supernet runs ("cpu", "cuda:0", ...).
+        cost_weight: λ of a hardware-cost term in the architecture loss:
+            L_val + λ · E[MACs] / E_uniform[MACs], where E[MACs] = Σ softmax(α)·MACs(op)
+            over all edges of all cells (`supernet.cost`) and the denominator is its value
+            at uniform α, so λ does not depend on the network's size. 0 (the default) is
+            plain DARTS.
     """
 
     def __init__(self, space: DartsCellSpace, *, order: str = "first",
@@ -60,12 +66,16 @@ class DARTS(OneShotStrategy):
                  arch_lr: float = 3e-4, arch_betas: tuple[float, float] = (0.5, 0.999),
                  arch_weight_decay: float = 1e-3, xi: float | None = None,
                  crop_padding: int = 0, flip: bool = False, cutout_length: int = 0,
-                 seed: int = 0, device: str | torch.device = "cpu") -> None:
+                 seed: int = 0, device: str | torch.device = "cpu",
+                 cost_weight: float = 0.0) -> None:
         if epochs < 1:
             raise ConfigError(f"--epochs must be at least 1, got {epochs}")
         if batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
         check_network_size(channels, layers)
+        if not cost_weight >= 0:
+            raise ConfigError(f"--cost-weight must be at least 0, got {cost_weight}")
+        self.cost_weight = float(cost_weight)
         self.space = space
         self.order, self.hvp = order, hvp
         self.epochs, self.channels, self.layers = epochs, channels, layers
@@ -80,8 +90,9 @@ class DARTS(OneShotStrategy):
         self.device = torch.device(device)
 
     def extra_repr(self) -> str:
+        cost = f", cost_weight={self.cost_weight}" if self.cost_weight else ""
         return (f"order={self.order!r}, epochs={self.epochs}, channels={self.channels}, "
-                f"layers={self.layers}, nodes={self.space.nodes}")
+                f"layers={self.layers}, nodes={self.space.nodes}{cost}")
 
     def build_supernet(self, *, num_classes: int, in_channels: int) -> DartsSupernet:
         with torch.random.fork_rng(devices=[]):
@@ -103,6 +114,7 @@ class DARTS(OneShotStrategy):
         a_loader = TensorLoader(xa, ya, batch_size=self.batch_size, seed=self.seed + 10_000,
                                 drop_last=True, **self.augment)
         stash: dict[str, Tensor] = {}
+        self._cost_tables = op_macs_table(net, x_train.shape[-1])
         optimizer = self._bilevel(net, stash)
         history: list[dict[str, Any]] = []
         epochs = tqdm(range(self.epochs), desc="search", unit="epoch", disable=not progress)
@@ -127,7 +139,18 @@ class DARTS(OneShotStrategy):
                                      weight_decay=self.weight_decay)
         arch_opt = torch.optim.Adam(net.arch_parameters(), lr=self.arch_lr, betas=self.arch_betas,
                                     weight_decay=self.arch_weight_decay)
-        return BilevelOptimizer(net, net.arch_parameter_names(), train_loss=loss, val_loss=loss,
+        tables = self._cost_tables
+        uniform = sum(float(t.mean(dim=-1).sum()) for t in tables.values())
+
+        def val_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+            if self.cost_weight == 0 or uniform == 0:
+                return loss(model, batch)
+            # L_val + λ·E[MACs]/E_uniform[MACs]; the table is constant, so only α moves it.
+            penalty = expected_macs(net, tables) / uniform
+            return loss(model, batch) + self.cost_weight * penalty.to(torch.float32)
+
+        return BilevelOptimizer(net, net.arch_parameter_names(), train_loss=loss,
+                                val_loss=val_loss,
                                 weight_optimizer=weight_opt, arch_optimizer=arch_opt,
                                 order=self.order, hvp=self.hvp, xi=self.xi,
                                 grad_clip=self.grad_clip)
@@ -160,5 +183,6 @@ class DARTS(OneShotStrategy):
         arch = net.derive()
         return {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / seen,
                 "train_accuracy": correct / seen, "val_loss": val_loss, "val_accuracy": val_acc,
+                "expected_macs": float(expected_macs(net, self._cost_tables).detach()),
                 "alphas": net.alphas(), "genotype": self.space.describe(arch),
                 "seconds": time.perf_counter() - start}

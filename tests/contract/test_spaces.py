@@ -23,6 +23,8 @@ BUILD_KWARGS: dict[str, dict[str, Any]] = {
     "nasnet": {"channels": 4, "cells": 1, "num_classes": 10, "in_channels": 1},
     "chain": {"num_classes": 10, "in_channels": 1},
     "nb201": {"channels": 4, "cells_per_stage": 1, "num_classes": 10, "in_channels": 1},
+    "mobilenet": {"num_classes": 10, "in_channels": 1},
+    "compound": {"num_classes": 10, "in_channels": 1},
 }
 # Space settings small enough to enumerate, so `size()` can be checked by counting.
 TINY_SPACE_KWARGS: dict[str, dict[str, Any]] = {
@@ -30,6 +32,9 @@ TINY_SPACE_KWARGS: dict[str, dict[str, Any]] = {
     "nasnet": {"blocks": 1, "ops": ["skip_connect", "max_pool_3x3"]},
     "chain": {"layers": 2},
     "nb201": {"ops": ["none", "skip_connect", "nor_conv_1x1"]},
+    "mobilenet": {"channels": [8], "strides": [1], "depths": [1, 2], "kernels": [3, 5],
+                  "expands": [3], "width_mults": [1.0], "resolutions": [8]},
+    "compound": {"alphas": [1.0, 1.2, 2.0], "betas": [1.0, 1.1], "gammas": [1.0, 1.15]},
 }
 # Non-default settings that take other paths: cross-block inputs and a searched reduction
 # cell; a single-width chain, which has op decisions only and so a supernet.
