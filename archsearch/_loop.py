@@ -191,8 +191,8 @@ def search(strategy: SampleStrategy, evaluator: Evaluator, *, budget: Budget,
     if constraints and cost_model is None:
         raise ConfigError("constraints need a cost model to check them")
     journal = _Journal(run_dir, resume=resume)
-    state = _LoopState(strategy, objective, dedup_key or Arch.fingerprint, budget.time_metric)
-    state.constraints, state.cost_model = tuple(constraints), cost_model
+    state = _LoopState(strategy, objective, dedup_key or Arch.fingerprint, budget.time_metric,
+                       tuple(constraints), cost_model)
     if resume:
         state.replay(journal)
     clock = _Clock(state, budget.time_metric)
@@ -257,14 +257,16 @@ class _LoopState:
     """Trials so far, the best one, and the cache of evaluated architectures."""
 
     def __init__(self, strategy: SampleStrategy, objective: Objective,
-                 key: Callable[[Arch], str], time_metric: str | None) -> None:
+                 key: Callable[[Arch], str], time_metric: str | None,
+                 constraints: tuple[Constraint, ...] = (),
+                 cost_model: Callable[[Arch], Mapping[str, float]] | None = None) -> None:
         self.strategy = strategy
         self.objective = objective
         self.key = key
         self.time_metric = time_metric
         self.simulated_seconds = 0.0
-        self.constraints: tuple[Constraint, ...] = ()
-        self.cost_model: Callable[[Arch], Mapping[str, float]] | None = None
+        self.constraints = constraints
+        self.cost_model = cost_model
         self.infeasible_streak = 0
         self.trials: list[Trial] = []
         self.best: Trial | None = None

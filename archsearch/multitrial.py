@@ -144,11 +144,16 @@ def prepare(settings: Mapping[str, Any]) -> tuple[SearchSpace, SampleStrategy, A
     return space, strategy, evaluator, data
 
 
+def _build_kwargs(s: Mapping[str, Any]) -> dict[str, Any]:
+    """The trial networks' build settings: the space's defaults, then --build-arg."""
+    return {**BUILD_DEFAULTS.get(s["space"], {}), **s["build_args"]}
+
+
 def create_evaluator(s: Mapping[str, Any], space: SearchSpace, data: Any) -> Any:
     from archsearch.runs import resolve_device
 
     device = str(resolve_device(s["device"]))
-    build = {**BUILD_DEFAULTS.get(s["space"], {}), **s["build_args"]}
+    build = _build_kwargs(s)
     if s["evaluator"] == "proxy":
         return EVALUATORS.get("proxy")(space, x=data.x_train, y=data.y_train,
                                        num_classes=data.num_classes, proxy=s["proxy"],
@@ -182,8 +187,8 @@ def constraints_of(s: Mapping[str, Any], space: SearchSpace,
         return [], None
     from archsearch.runs import resolve_device
 
-    build = {**BUILD_DEFAULTS.get(s["space"], {}), **s["build_args"],
-             "num_classes": data.num_classes, "in_channels": data.in_channels}
+    build = {**_build_kwargs(s), "num_classes": data.num_classes,
+             "in_channels": data.in_channels}
     timed = limits["latency_ms"] is not None or reward_cost == "latency_ms"
     cost = ArchCost(space, tuple(data.x_train.shape[1:]), build_kwargs=build, latency=timed,
                     device=resolve_device(s["device"]))

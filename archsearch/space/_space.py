@@ -208,4 +208,5 @@ class SearchSpace:
 
     def build(self, arch: Arch, **kwargs: Any) -> Any:
         """The fixed model of `arch`; spaces without a builder have no model."""
-        raise NotImplementedError(f"space {self.name!r} has no model builder")
+        raise ConfigError(f"space {self.name!r} is declared without a network (from_dims); "
+                          "write it with SearchSpace.from_builder to build models")

@@ -141,3 +141,9 @@ def test_enumerate_sample_mutate_crossover_encode():
     assert space.encode(a).shape == (3,)
     with pytest.raises(ConfigError, match="refused"):
         list(space.enumerate(limit=5))
+
+
+def test_a_declared_space_has_no_model_to_build():
+    space = SearchSpace.from_dims({"depth": Int(1, 3)})
+    with pytest.raises(ConfigError, match="without a network"):
+        space.build(space.arch({"depth": 2}))
