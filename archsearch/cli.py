@@ -17,10 +17,13 @@ directory. Bad input ends with a one-line error on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import pkgutil
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NoReturn
 
 from archsearch import multitrial, runs
@@ -147,7 +150,22 @@ def _parser() -> argparse.ArgumentParser:
     lst.add_argument("--json", action="store_true", help="print JSON (defaults, exact sizes)")
     _bench_arguments(sub.add_parser("bench", help="compare search strategies on the "
                                     "NAS-Bench-201 tables (many seeds in minutes)"))
+    for module in command_modules():
+        module.register(sub)
     return parser
+
+
+def command_modules() -> list[ModuleType]:
+    """The subcommands that live in `archsearch/commands/<name>.py`, in name order.
+
+    Each module has `register(subparsers)`, which adds its parser and sets `run=handler`
+    as a parser default; the handler takes the parsed arguments and returns an exit code.
+    Modules import their heavy dependencies inside the handler, so `--help` stays fast.
+    """
+    package = importlib.import_module("archsearch.commands")
+    names = sorted(m.name for m in pkgutil.iter_modules(package.__path__)
+                   if not m.name.startswith("_"))
+    return [importlib.import_module(f"archsearch.commands.{name}") for name in names]
 
 
 def _bench_arguments(p: argparse.ArgumentParser) -> None:
@@ -357,7 +375,8 @@ COMMANDS = {"search": _search, "train": _train, "profile": _profile, "list": _li
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        handler = getattr(args, "run", None) or COMMANDS[args.command]
+        return handler(args)
     except ArchsearchError as exc:
         print(f"archsearch: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
