@@ -7,7 +7,7 @@ is written atomically. Used by the search loop (`archsearch._loop`), which owns 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ from archsearch.storage import JsonlLog, atomic_write_json, atomic_write_text
 from archsearch.strategies._base import SampleStrategy
 
 if TYPE_CHECKING:
-    from archsearch._loop import SearchResult, Trial
+    from archsearch._loop_state import SearchResult, Trial
 
 JOURNAL = "trials.jsonl"
 STRATEGY_STATE = "strategy.json"
@@ -79,11 +79,14 @@ class _Journal:
         if self.log is not None:
             self.log.append(trial.to_json())
 
-    def save_state(self, strategy: SampleStrategy, records: int) -> None:
-        """The strategy's state right after its tell of journal record `records - 1`."""
+    def save_state(self, strategy: SampleStrategy, records: int,
+                   extra: Mapping[str, Any] | None = None) -> None:
+        """The strategy's state right after its tell of journal record `records - 1`, with
+        `extra` (the loop's ask count and the asks still in flight)."""
         if self.dir is not None:
             atomic_write_json(self.dir / STRATEGY_STATE,
-                              {"records": records, "state": strategy.state_dict()})
+                              {"records": records, **(extra or {}),
+                               "state": strategy.state_dict()})
 
     def write_best(self, trial: Trial, describe: Callable[[Arch], str]) -> None:
         if self.dir is not None:
@@ -99,6 +102,7 @@ class _Journal:
             "stopped": result.stopped, "records": len(result.trials),
             "evaluations": result.evaluations,
             "failed": sum(t.state == "failed" for t in result.trials),
+            "retried": sum(t.attempts > 1 for t in result.trials),
             "elapsed_seconds": round(result.elapsed_seconds, 3),
             "best": None if best is None else {"trial": best.number, "arch": dict(best.arch),
                                                "metrics": best.metrics, "score": best.score}})

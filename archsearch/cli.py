@@ -1,7 +1,8 @@
 """The `archsearch` command line: a thin layer over `archsearch.runs`.
 
     archsearch search  [--dataset digits] [--order first|second] [--retrain] ...
-    archsearch train   ARCH [--auxiliary] [--drop-path P] [--cutout] ...
+    archsearch train   ARCH [--recipe quick|paper] [--auxiliary] [--drop-path P] [--cutout] ...
+    archsearch train   --resume RUN_DIR
     archsearch profile ARCH [--imagenet] [--classes K] [--auxiliary] [--json]
     archsearch search  --strategy {grid,random,evolution,rl,bo} --space {darts,nasnet,chain}
                        [--trials N] [--time-limit S] [--evaluator train|proxy] [--resume DIR]
@@ -11,7 +12,11 @@
                        [--seconds S] [--fidelity {200,12}] [--json] [--proxy-correlation]
 
 ARCH is a named cell (darts_v1, darts_v2), an architecture JSON file, or a search run
-directory. Bad input ends with a one-line error on stderr and exit code 2.
+directory. Bad input ends with a one-line error on stderr and exit code 2; a run stopped
+by a diverging loss ends with one line and exit code 1, Ctrl-C with exit code 130.
+`--resume RUN_DIR` continues an interrupted search (DARTS or multi-trial) or training run
+from its last checkpoint with the settings of its config.json; resuming a finished run
+says so and exits 0.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from archsearch.data import DATASET_NAMES
 from archsearch.errors import ArchsearchError, ConfigError
 from archsearch.ops import DARTS_OPS
 from archsearch.supernet import HVPS, ORDERS
+from archsearch.train.recipes import RECIPE_NAMES
 
 EXIT_BAD_INPUT = 2
 
@@ -69,8 +75,9 @@ def _parser() -> argparse.ArgumentParser:
                             "default; --strategy for multi-trial search)")
     _common(search)
     search.add_argument("--strategy", default="darts",
-                        help="darts (default, one-shot) or a multi-trial strategy: grid, random, "
-                             "evolution, rl, bo (see `archsearch list strategies`)")
+                        help="darts (default) or proxyless (one-shot), or a multi-trial "
+                             "strategy: grid, random, "
+                             "evolution, nsga2, rl, bo (see `archsearch list strategies`)")
     search.add_argument("--space", default="darts",
                         help="search space for multi-trial strategies: darts (default), nasnet, "
                              "chain (see `archsearch list spaces`)")
@@ -93,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="metric to optimise (default val_acc; the proxy's name with "
                              "--evaluator proxy)")
     search.add_argument("--minimize", action="store_true", help="minimise --objective")
+    search.add_argument("--objectives", metavar="METRIC:DIR,...",
+                        help="multi-trial, several objectives, e.g. val_acc:max,macs:min: "
+                             "search the Pareto front (pareto.json, pareto.png) with nsga2 "
+                             "(or random/grid); cost metrics come from the cost model")
     search.add_argument("--max-params", type=float, metavar="N",
                         help="multi-trial: reject (before training) archs with more parameters")
     search.add_argument("--max-macs", type=float, metavar="N",
@@ -108,9 +119,22 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--reward-weight", type=float, default=-0.07, metavar="W",
                         help="with --reward-cost: the exponent w (default -0.07, MnasNet)")
     search.add_argument("--lr", type=float, help="multi-trial: learning rate of each trial")
+    search.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="multi-trial: evaluate up to N trials at once, on a local Ray "
+                             "cluster (pip install 'archsearch[ray]'), else on local processes "
+                             "(default 1: in this process)")
+    search.add_argument("--ray-address", metavar="ADDR",
+                        help="with --workers: run the trials on this existing Ray cluster "
+                             "(auto, ray://HOST:10001, ...)")
+    search.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="C",
+                        help="with --workers: CPUs each trial reserves (and its torch threads)")
+    search.add_argument("--gpus-per-trial", type=float, default=0.0, metavar="G",
+                        help="with Ray workers: GPUs each trial reserves (0.5 shares one; "
+                             "needs --device cuda)")
     search.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                        help="continue an interrupted multi-trial search (settings come from "
-                             "its config.json; --trials/--time-limit may extend the budget)")
+                        help="continue an interrupted search, DARTS or multi-trial (settings "
+                             "come from its config.json; for multi-trial, --trials/--time-limit "
+                             "may extend the budget)")
     search.add_argument("--nodes", type=int, default=4, help="intermediate nodes per cell")
     search.add_argument("--ops", default=",".join(DARTS_OPS),
                         help="comma-separated candidate ops, in α-column order")
@@ -119,8 +143,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="second order: Hessian-vector product by finite differences "
                              "(the paper) or exactly by double backward")
     search.add_argument("--cost-weight", type=float, default=0.0, metavar="LAMBDA",
-                        help="DARTS: add LAMBDA · expected MACs (relative to uniform α) to the "
-                             "architecture loss, pulling the search to cheaper ops (default 0)")
+                        help="DARTS, proxyless: add LAMBDA · expected MACs (or latency with "
+                             "--latency-table; relative to uniform α) to the architecture "
+                             "loss, pulling the search to cheaper ops (default 0)")
+    search.add_argument("--latency-table", metavar="TABLE.json",
+                        help="a table from `archsearch latency-table`: multi-trial searches "
+                             "predict latency_ms from it instead of timing each network; "
+                             "DARTS/proxyless penalise expected latency with --cost-weight")
     search.add_argument("--retrain", action="store_true",
                         help="then retrain the found cell from scratch and report test accuracy")
     search.add_argument("--retrain-epochs", type=int)
@@ -128,14 +157,10 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--retrain-layers", type=int)
 
     train = sub.add_parser("train", help="retrain a found or named cell from scratch")
-    train.add_argument("arch", metavar="ARCH", help="darts_v1, darts_v2, an arch.json or a run dir")
+    train.add_argument("arch", metavar="ARCH", nargs="?",
+                       help="darts_v1, darts_v2, an arch.json or a run dir")
     _common(train)
-    train.add_argument("--auxiliary", action="store_true", help="auxiliary head, weight 0.4")
-    train.add_argument("--drop-path", type=float, default=0.0,
-                       help="final drop-path rate, raised linearly over the epochs")
-    train.add_argument("--cutout", action="store_true",
-                       help="cutout augmentation (16 px on 32×32 images, half the side below)")
-    train.add_argument("--lr", type=float, help="initial learning rate (cosine schedule)")
+    _train_arguments(train)
 
     prof = sub.add_parser("profile", help="parameters and MACs of a cell's network")
     prof.add_argument("arch", metavar="ARCH", help="darts_v1, darts_v2, an arch.json or a run dir")
@@ -153,6 +178,29 @@ def _parser() -> argparse.ArgumentParser:
     for module in command_modules():
         module.register(sub)
     return parser
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue an interrupted training run (settings from its config.json)")
+    p.add_argument("--recipe", choices=RECIPE_NAMES,
+                   help="quick (small data; default on digits) or paper (DARTS CIFAR-10: "
+                        "C=36, 20 cells, 600 epochs, batch 96, auxiliary, drop-path 0.2, "
+                        "cutout; default elsewhere); the flags below override it")
+    p.add_argument("--auxiliary", action=argparse.BooleanOptionalAction,
+                   help="auxiliary head after the cell at 2/3 depth")
+    p.add_argument("--auxiliary-weight", type=float, help="its loss weight (0.4)")
+    p.add_argument("--drop-path", type=float,
+                   help="final drop-path rate, raised linearly over the epochs")
+    p.add_argument("--cutout", action=argparse.BooleanOptionalAction,
+                   help="cutout augmentation (16 px on 32×32 images, half the side below)")
+    p.add_argument("--lr", type=float, help="initial learning rate (cosine schedule to 0)")
+    p.add_argument("--weight-decay", type=float, help="SGD weight decay (3e-4)")
+    p.add_argument("--grad-clip", type=float, help="max gradient norm (5; 0 = off)")
+    p.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing (0)")
+    p.add_argument("--val-fraction", type=float,
+                   help=f"stratified part of the training split held out to keep the best "
+                        f"weights (default {runs.VAL_FRACTION}; 0: the best are the last)")
 
 
 def command_modules() -> list[ModuleType]:
@@ -196,6 +244,15 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+# One-shot methods own their loop and search the DARTS cell space; any other --strategy is
+# a multi-trial strategy.
+ONE_SHOT = ("darts", "proxyless")
+
+
+def _path_or_none(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).resolve())
+
+
 def _out_dir(args: argparse.Namespace) -> Path:
     return args.out or Path("runs") / f"{args.command}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -205,28 +262,80 @@ def _pick(value: Any, default: Any) -> Any:
 
 
 def _search(args: argparse.Namespace) -> int:
-    if args.resume is not None or args.strategy != "darts":
+    if args.resume is not None:
+        doc = runs.read_run_config(args.resume)
+        if doc["command"] != "search":
+            raise ConfigError(f"--resume {args.resume} is a {doc['command']} run; continue it "
+                              f"with `archsearch {doc['command']} --resume {args.resume}`")
+        if "strategy" in doc["settings"]:
+            return _multitrial(args)
+        _check_resume_flags(args, doc["settings"], _search_settings(args))
+        runs.resume_search(args.resume, progress=not args.quiet)
+        return 0
+    if args.strategy not in ONE_SHOT:
         return _multitrial(args)
-    if args.space != "darts":
-        raise ConfigError(f"--strategy darts searches the darts space, not {args.space!r}")
-    d = runs.defaults_for(args.dataset, runs.SEARCH_DEFAULTS)
-    settings = {"dataset": args.dataset, "data_dir": args.data_dir, "seed": args.seed,
-                "device": args.device, "nodes": args.nodes,
-                "ops": [op.strip() for op in args.ops.split(",") if op.strip()],
-                "order": args.order, "hvp": args.hvp, "cost_weight": args.cost_weight,
-                "epochs": _pick(args.epochs, d["epochs"]),
-                "channels": _pick(args.channels, d["channels"]),
-                "layers": _pick(args.layers, d["layers"]),
-                "batch_size": _pick(args.batch_size, d["batch_size"])}
-    train_settings = _train_settings(args, prefix="retrain_") if args.retrain else None
-    if train_settings is not None:  # fail before a long search, not after it
-        runs.check_train_settings(train_settings)
+    settings = _search_settings(args)
+    if settings["retrain"] is not None:  # fail before a long search, not after it
+        runs.check_train_settings(settings["retrain"])
     out = _out_dir(args)
     arch = runs.run_search(settings, out, progress=not args.quiet, overwrite=args.overwrite)
-    if train_settings is not None:
-        runs.run_train(arch, train_settings, out / "retrain", progress=not args.quiet,
+    if settings["retrain"] is not None:
+        runs.run_train(arch, settings["retrain"], out / "retrain", progress=not args.quiet,
                        overwrite=args.overwrite)
     return 0
+
+
+def _search_settings(args: argparse.Namespace) -> dict[str, Any]:
+    method = args.strategy if args.strategy in ONE_SHOT else "darts"
+    if args.space != "darts":
+        raise ConfigError(f"--strategy {method} searches the darts space, not {args.space!r}")
+    if method == "proxyless" and (args.order != "first" or args.hvp != "finite-difference"):
+        raise ConfigError("--order and --hvp apply to DARTS; ProxylessNAS estimates the "
+                          "architecture gradient through binary gates")
+    d = runs.defaults_for(args.dataset, runs.SEARCH_DEFAULTS)
+    return {"method": method, "latency_table": _path_or_none(args.latency_table),
+            "dataset": args.dataset, "data_dir": args.data_dir, "seed": args.seed,
+            "device": args.device, "nodes": args.nodes,
+            "ops": [op.strip() for op in args.ops.split(",") if op.strip()],
+            "order": args.order, "hvp": args.hvp, "cost_weight": args.cost_weight,
+            "epochs": _pick(args.epochs, d["epochs"]),
+            "channels": _pick(args.channels, d["channels"]),
+            "layers": _pick(args.layers, d["layers"]),
+            "batch_size": _pick(args.batch_size, d["batch_size"]),
+            # kept so that --resume can continue (or start) the retraining as well
+            "retrain": _train_settings(args, prefix="retrain_") if args.retrain else None}
+
+
+_NOT_SETTINGS = {"command", "run", "resume", "out", "overwrite", "quiet", "arch"}
+
+
+def _check_resume_flags(args: argparse.Namespace, stored: dict[str, Any],
+                        given: dict[str, Any]) -> None:
+    """Settings of a resumed run come from its config.json; a flag that asks for another
+    value, or that a resumed run cannot use, is an error. A flag counts as given when its
+    value differs from the parser's default (so repeating a run's own value is accepted)."""
+    if args.overwrite:
+        raise ConfigError("--resume continues a run; --overwrite would replace it")
+    if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+        raise ConfigError(f"--resume {args.resume} continues in its own directory; "
+                          f"leave out --out {args.out}")
+    defaults = vars(_parser().parse_args([args.command]))
+    for dest, value in vars(args).items():
+        if dest in _NOT_SETTINGS or value == defaults.get(dest):
+            continue
+        flag = "--" + dest.replace("_", "-")
+        key = "retrain" if dest.startswith("retrain") or (
+            dest == "lr" and args.command == "search") else dest
+        if key not in given:
+            raise ConfigError(f"{flag} does not apply when resuming {args.resume}; leave it out")
+        if key in stored and given[key] != stored[key]:
+            raise ConfigError(f"{flag} {_show(value)} conflicts with the run's {key}="
+                              f"{_show(stored[key])} (a resumed run keeps the settings of its "
+                              "config.json; leave the flag out)")
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
 
 
 def _multitrial_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -236,10 +345,15 @@ def _multitrial_settings(args: argparse.Namespace) -> dict[str, Any]:
         build.update({k: v for k, v in (("channels", args.channels), ("layers", args.layers))
                       if v is not None})
     time_limit = args.time_limit
+    objectives = multitrial.parse_objectives(args.objectives)
+    if objectives is not None and (args.objective is not None or args.minimize):
+        raise ConfigError("give --objectives or --objective/--minimize, not both")
+    metric, direction = objectives[0] if objectives else (args.objective,
+                                                          "min" if args.minimize else "max")
     return {"dataset": args.dataset, "data_dir": args.data_dir, "seed": args.seed,
             "device": args.device, "space": args.space,
             "space_args": multitrial.parse_assignments(args.space_arg, flag="--space-arg"),
-            "strategy": args.strategy,
+            "strategy": args.strategy, "latency_table": _path_or_none(args.latency_table),
             "strategy_args": multitrial.parse_assignments(args.strategy_arg,
                                                           flag="--strategy-arg"),
             "evaluator": args.evaluator, "proxy": args.proxy, "build_args": build,
@@ -248,12 +362,19 @@ def _multitrial_settings(args: argparse.Namespace) -> dict[str, Any]:
             "lr": _pick(args.lr, d["lr"]),
             "trials": _pick(args.trials, None if time_limit is not None else 20),
             "time_limit": time_limit,
-            "objective": _pick(args.objective, "val_acc" if args.evaluator == "train"
+            "objective": _pick(metric, "val_acc" if args.evaluator == "train"
                                else "synflow" if args.proxy == "all" else args.proxy),
-            "direction": "min" if args.minimize else "max",
+            "direction": direction, "objectives": objectives,
             "max_params": args.max_params, "max_macs": args.max_macs,
             "max_latency_ms": args.max_latency_ms, "reward_cost": args.reward_cost,
-            "reward_target": args.reward_target, "reward_weight": args.reward_weight}
+            "reward_target": args.reward_target, "reward_weight": args.reward_weight,
+            **_parallel_settings(args)}
+
+
+def _parallel_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """--workers and friends: run-time settings, taken anew by a resumed run."""
+    return {"workers": args.workers, "ray_address": args.ray_address,
+            "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial}
 
 
 def _multitrial(args: argparse.Namespace) -> int:
@@ -264,6 +385,7 @@ def _multitrial(args: argparse.Namespace) -> int:
         settings = multitrial.load_settings(args.resume)
         settings["trials"] = _pick(args.trials, settings["trials"])
         settings["time_limit"] = _pick(args.time_limit, settings["time_limit"])
+        settings.update(_parallel_settings(args))
         multitrial.run_multitrial(settings, args.resume, resume=True, progress=not args.quiet)
         return 0
     multitrial.run_multitrial(_multitrial_settings(args), _out_dir(args),
@@ -288,19 +410,37 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _train_settings(args: argparse.Namespace, *, prefix: str = "") -> dict[str, Any]:
-    d = runs.defaults_for(args.dataset, runs.TRAIN_DEFAULTS)
+    """Training settings: the recipe (by --recipe, else by dataset) with the flags given
+    put over it. With `prefix` ("retrain_": `search --retrain`) only the prefixed sizes,
+    the data flags and --lr apply."""
+    own = {} if prefix else {
+        "batch_size": args.batch_size, "auxiliary": args.auxiliary,
+        "auxiliary_weight": args.auxiliary_weight, "drop_path": args.drop_path,
+        "cutout": args.cutout, "weight_decay": args.weight_decay,
+        "grad_clip": args.grad_clip, "label_smoothing": args.label_smoothing}
+    overrides = {"epochs": getattr(args, f"{prefix}epochs"),
+                 "channels": getattr(args, f"{prefix}channels"),
+                 "layers": getattr(args, f"{prefix}layers"),
+                 "lr": getattr(args, "lr", None), **own}
+    recipe = runs.resolve_recipe(args.dataset, getattr(args, "recipe", None), overrides)
     return {"dataset": args.dataset, "data_dir": args.data_dir, "seed": args.seed,
-            "device": args.device,
-            "epochs": _pick(getattr(args, f"{prefix}epochs"), d["epochs"]),
-            "channels": _pick(getattr(args, f"{prefix}channels"), d["channels"]),
-            "layers": _pick(getattr(args, f"{prefix}layers"), d["layers"]),
-            "batch_size": _pick(args.batch_size if not prefix else None, d["batch_size"]),
-            "lr": _pick(getattr(args, "lr", None), d["lr"]),
-            "auxiliary": getattr(args, "auxiliary", False),
-            "drop_path": getattr(args, "drop_path", 0.0), "cutout": getattr(args, "cutout", False)}
+            "device": args.device, **recipe,
+            "val_fraction": _pick(getattr(args, "val_fraction", None), runs.VAL_FRACTION)}
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        if args.arch is not None:
+            raise ConfigError(f"--resume {args.resume} takes the architecture from the run; "
+                              f"leave out ARCH ({args.arch})")
+        doc = runs.read_run_config(args.resume)
+        if doc["command"] == "train":
+            _check_resume_flags(args, doc["settings"], _train_settings(args))
+        runs.resume_train(args.resume, progress=not args.quiet)
+        return 0
+    if args.arch is None:
+        raise ConfigError("train needs ARCH (a named cell, an arch.json or a run directory) "
+                          "or --resume RUN_DIR")
     arch = runs.resolve_arch(args.arch)
     darts_only = [flag for flag, value in (("--channels", args.channels),
                                            ("--layers", args.layers),
@@ -384,7 +524,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"archsearch: stopped: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("archsearch: interrupted", file=sys.stderr)
+        run_dir = getattr(args, "resume", None) or getattr(args, "out", None) or "RUN_DIR"
+        resume = (f"; what was done is saved: continue with --resume {run_dir}"
+                  if args.command in ("search", "train") else "")
+        print(f"archsearch: interrupted{resume}", file=sys.stderr)
         return 130
 
 

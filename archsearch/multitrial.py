@@ -7,7 +7,13 @@ Everything is checked before the run directory is created.
 
 Run directory: config.json, trials.jsonl (one record per trial), strategy.json (the
 strategy's state after the last trial), best_arch.json (updated whenever the best
-improves), result.json (at the end).
+improves), result.json (at the end); with several `--objectives` also pareto.json (the
+Pareto front, updated as it changes) and pareto.png (at the end).
+
+With `workers` > 1 (or a `ray_address`) trials run in parallel on Ray or local processes
+(`archsearch.workers`), each worker rebuilding the evaluator from the settings. `workers`,
+`ray_address`, `cpus_per_trial` and `gpus_per_trial` are run-time settings: a resumed run
+takes them anew (from the command line), not from config.json.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from archsearch._loop import Budget, Objective, SearchResult, search
+from archsearch._loop import Budget, Objective, SearchResult, check_objectives, search
 from archsearch.constraints import Constraint
 from archsearch.data import load_dataset
 from archsearch.data._dataset import stratified_split
@@ -33,6 +39,7 @@ from archsearch.space import SearchSpace
 from archsearch.spaces import SPACES
 from archsearch.storage import atomic_write_json, prepare_run_dir
 from archsearch.strategies import STRATEGIES, OneShotStrategy, SampleStrategy
+from archsearch.workers import check_parallel_settings, executor_for_run
 
 # Build settings of each space's trial networks, sized for the built-in 8×8 digits: each
 # trial trains for seconds on 2 CPU cores. Override with --build-arg.
@@ -40,6 +47,8 @@ BUILD_DEFAULTS: dict[str, dict[str, Any]] = {
     "darts": {"channels": 8, "layers": 3},
     "nasnet": {"channels": 8},
     "nb201": {"channels": 8, "cells_per_stage": 1},
+    # The paper's 1280-channel head is 4× the last stage (320); keep that ratio on digits.
+    "mobilenet": {"last_channels": 128},
 }
 EVALUATOR_DEFAULTS: dict[str, Any] = {"epochs": 3, "batch_size": 64, "lr": 0.05}
 VAL_FRACTION = 0.2  # of the training split, held out to score trials (test stays unseen)
@@ -60,6 +69,34 @@ def parse_assignments(items: list[str] | None, *, flag: str) -> dict[str, Any]:
         except json.JSONDecodeError:
             result[key.strip()] = text
     return result
+
+
+def parse_objectives(text: str | None) -> list[list[str]] | None:
+    """`"val_acc:max,macs:min"` -> [["val_acc", "max"], ["macs", "min"]] (None: not given)."""
+    if text is None:
+        return None
+    pairs = []
+    for item in text.split(","):
+        metric, sep, direction = item.strip().partition(":")
+        if not sep or not metric.strip() or direction.strip() not in ("max", "min"):
+            raise ConfigError(f"--objectives expects METRIC:max or METRIC:min, comma-separated "
+                              f"(e.g. val_acc:max,macs:min), got {item.strip()!r}")
+        pairs.append([metric.strip(), direction.strip()])
+    return pairs
+
+
+def objectives_from(s: Mapping[str, Any]) -> list[Objective]:
+    """The settings' objectives: `--objectives`, else `--objective`/`--minimize` (with the
+    MnasNet reward when `--reward-cost` is given)."""
+    pairs = s.get("objectives") or [[s["objective"], s["direction"]]]
+    if len(pairs) > 1:
+        if s.get("reward_cost") is not None:
+            raise ConfigError("--reward-cost folds the cost into one score; with several "
+                              "--objectives make the cost an objective instead")
+        return [Objective(metric, direction) for metric, direction in pairs]
+    metric, direction = pairs[0]
+    return [Objective(metric, direction, s.get("reward_cost"), s.get("reward_target"),
+                      s.get("reward_weight", -0.07))]
 
 
 def create_space(name: str, args: Mapping[str, Any]) -> SearchSpace:
@@ -173,7 +210,8 @@ def create_evaluator(s: Mapping[str, Any], space: SearchSpace, data: Any) -> Any
 def constraints_of(s: Mapping[str, Any], space: SearchSpace,
                    data: Any) -> tuple[list[Constraint], ArchCost | None]:
     """--max-params / --max-macs / --max-latency-ms as constraints and the cost model that
-    checks them (latency is measured only when it is constrained)."""
+    checks them; the cost model also supplies cost objectives before training (latency is
+    measured only when it is constrained or optimised)."""
     limits = {"num_params": s.get("max_params"), "macs": s.get("max_macs"),
               "latency_ms": s.get("max_latency_ms")}
     constraints = [Constraint(metric, "<=", float(limit))
@@ -183,14 +221,28 @@ def constraints_of(s: Mapping[str, Any], space: SearchSpace,
             raise ConfigError(f"--max-{c.metric.replace('_', '-')} must be positive, "
                               f"got {c.limit:g}")
     reward_cost = s.get("reward_cost")
-    if not constraints and reward_cost is None:
+    cost_objectives = {o.metric for o in objectives_from(s)} & set(COST_METRICS)
+    if not constraints and reward_cost is None and not cost_objectives:
+        if s.get("latency_table") is not None:
+            raise ConfigError("--latency-table predicts latency_ms: use it with "
+                              "--max-latency-ms, --reward-cost latency_ms or a latency_ms "
+                              "objective")
         return [], None
     from archsearch.runs import resolve_device
 
     build = {**_build_kwargs(s), "num_classes": data.num_classes,
              "in_channels": data.in_channels}
-    timed = limits["latency_ms"] is not None or reward_cost == "latency_ms"
-    cost = ArchCost(space, tuple(data.x_train.shape[1:]), build_kwargs=build, latency=timed,
+    timed = (limits["latency_ms"] is not None or reward_cost == "latency_ms"
+             or "latency_ms" in cost_objectives)
+    shape = tuple(data.x_train.shape[1:])
+    table_path = s.get("latency_table")
+    if table_path is not None:  # predicted latency from the user's table, not measured
+        from archsearch.hardware import LatencyTable, TableLatencyCost
+
+        base = ArchCost(space, shape, build_kwargs=build, latency=False)
+        return constraints, TableLatencyCost(LatencyTable.load(table_path), space=space,
+                                             build_kwargs=build, input_shape=shape, base=base)
+    cost = ArchCost(space, shape, build_kwargs=build, latency=timed,
                     device=resolve_device(s["device"]))
     return constraints, cost
 
@@ -205,8 +257,9 @@ def run_multitrial(settings: Mapping[str, Any], out: Path, *, resume: bool = Fal
     """A journaled multi-trial search; with `resume`, `settings` come from `out`."""
     s = dict(settings)
     budget = budget_of(s)
-    objective = Objective(s["objective"], s["direction"], s.get("reward_cost"),
-                          s.get("reward_target"), s.get("reward_weight", -0.07))
+    check_parallel_settings(s)
+    objectives = objectives_from(s)
+    check_objectives(objectives, STRATEGIES.get(s["strategy"]))
     space, strategy, evaluator, data = prepare(s)
     constraints, cost = constraints_of(s, space, data)
     names = evaluator.metric_names() if hasattr(evaluator, "metric_names") else None
@@ -215,25 +268,34 @@ def run_multitrial(settings: Mapping[str, Any], out: Path, *, resume: bool = Fal
     if s.get("reward_cost") is not None and s["reward_cost"] not in COST_METRICS:
         raise ConfigError(f"--reward-cost must be one of {', '.join(COST_METRICS)}, "
                           f"got {s['reward_cost']!r}")
-    if names is not None and objective.metric not in names:
-        raise ConfigError(f"--objective {objective.metric}: the {s['evaluator']} evaluator "
-                          f"reports {', '.join(names)}")
-    if not resume:
-        out = prepare_run_dir(out, overwrite=overwrite)
-        from archsearch.runs import _meta
+    flag = "--objectives" if s.get("objectives") else "--objective"
+    for objective in objectives:
+        if names is not None and objective.metric not in names:
+            raise ConfigError(f"{flag} {objective.metric}: the {s['evaluator']} evaluator "
+                              f"reports {', '.join(names)}")
+    # Workers start (or the Ray cluster is reached) before the run directory is made.
+    with executor_for_run(s, evaluator, log) as executor:
+        if not resume:
+            out = prepare_run_dir(out, overwrite=overwrite)
+            from archsearch.runs import _meta
 
-        atomic_write_json(out / "config.json", _meta("search", s))
-    log(f"search: {strategy!r} on {space!r}, evaluator {s['evaluator']} on {data.describe()}"
-        f" -> {out}")
-    if constraints:
-        log(f"constraints: {', '.join(map(str, constraints))}")
-    result = search(strategy, evaluator, budget=budget, objective=objective, run_dir=out,
-                    resume=resume, progress=progress, constraints=constraints,
-                    cost_model=cost,
-                    # Spaces that know which archs compute the same function (NAS-Bench-201)
-                    # answer an equivalent arch from the journal instead of training it.
-                    dedup_key=getattr(space, "canonical", None))
-    log(summary(result, space, objective))
+            atomic_write_json(out / "config.json", _meta("search", s))
+        log(f"search: {strategy!r} on {space!r}, evaluator {s['evaluator']} on "
+            f"{data.describe()} -> {out}")
+        if constraints:
+            log(f"constraints: {', '.join(map(str, constraints))}")
+        if len(objectives) > 1:
+            log(f"objectives: {', '.join(map(str, objectives))} (Pareto front in pareto.json)")
+        result = search(strategy, budget=budget, objective=objectives, run_dir=out,
+                        resume=resume, progress=progress, constraints=constraints,
+                        cost_model=cost, executor=executor,
+                        # Spaces that know which archs compute the same function (NAS-Bench-
+                        # 201) answer an equivalent arch from the journal, not by training it.
+                        dedup_key=getattr(space, "canonical", None))
+    log(summary(result, space, objectives))
+    from archsearch.runs import draw_pictures
+
+    draw_pictures(out, log)
     return result
 
 
@@ -252,12 +314,15 @@ def load_settings(run_dir: Path) -> dict[str, Any]:
     return settings
 
 
-def summary(result: SearchResult, space: SearchSpace, objective: Objective) -> str:
+def summary(result: SearchResult, space: SearchSpace,
+            objectives: Objective | list[Objective]) -> str:
     failed = sum(t.state == "failed" for t in result.trials)
     infeasible = sum(t.state == "infeasible" for t in result.trials)
     rejected = f", {infeasible} rejected by the constraints" if infeasible else ""
     lines = [f"search done ({result.stopped}): {result.evaluations} trials, {failed} failed"
              f"{rejected}, {result.elapsed_seconds:.1f} s"]
+    objectives = [objectives] if isinstance(objectives, Objective) else objectives
+    objective = objectives[0]
     if result.best is None:
         lines.append("no trial completed")
     else:
@@ -265,4 +330,19 @@ def summary(result: SearchResult, space: SearchSpace, objective: Objective) -> s
         lines.append(f"best: trial {best.number}, {objective.metric} = "
                      f"{best.metrics[objective.metric]:.4f}")
         lines.append(space.describe(best.arch))
+    if len(objectives) > 1:
+        lines.append(_front_summary(result, objectives))
+    return "\n".join(lines)
+
+
+def _front_summary(result: SearchResult, objectives: list[Objective],
+                   show: int = 10) -> str:
+    """The Pareto front, best first by the first objective, one trial per line."""
+    front = sorted(result.front, key=lambda t: tuple(-x for x in t.score) + (t.number,))
+    lines = [f"Pareto front: {len(front)} trials (pareto.json, pareto.png)"]
+    for trial in front[:show]:
+        values = ", ".join(f"{o.metric} = {trial.metrics[o.metric]:.4g}" for o in objectives)
+        lines.append(f"  trial {trial.number}: {values}")
+    if len(front) > show:
+        lines.append(f"  ... {len(front) - show} more in pareto.json")
     return "\n".join(lines)

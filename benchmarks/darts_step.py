@@ -70,6 +70,7 @@ from archsearch.hardware import count_macs  # noqa: E402
 from archsearch.spaces.darts import DartsCellSpace  # noqa: E402
 from archsearch.strategies.darts import DARTS  # noqa: E402
 from archsearch.supernet import DartsSupernet, finite_difference, first_order  # noqa: E402
+from archsearch.supernet.cost import op_macs_table  # noqa: E402
 
 IMPLS = ("ours", "reference")
 MEASURES = ("forward", "fwd+bwd", "step-first", "step-second")
@@ -135,6 +136,7 @@ def build(impl: str, batch: int, order: str = "first", dtype: torch.dtype = torc
     if impl == "ours":
         net = strategy.build_supernet(num_classes=CLASSES, in_channels=IMAGE[0]).to(dtype)
         # Exactly what `DARTS.search` steps with (SGD + Adam + grad clip, order, HVP).
+        strategy._cost_tables = op_macs_table(net, size)
         optimizer: Any = strategy._bilevel(net, {})
 
         def step() -> Any:

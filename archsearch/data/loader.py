@@ -193,6 +193,24 @@ class TensorLoader:
             raise DataError(f"epoch must be >= 0, got {epoch}")
         self.epoch = int(epoch)
 
+    def state_dict(self) -> dict[str, int]:
+        """What a checkpoint needs to continue the same sequence: the base seed and the
+        epoch the next ``iter()`` produces (each epoch's order and augmentation draw only
+        from a generator seeded with ``seed + epoch``, so nothing else is carried over)."""
+        return {"seed": self.seed, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from :meth:`state_dict`; a different base seed is refused, because the
+        restored loader would then not produce the interrupted run's batches."""
+        try:
+            seed, epoch = int(state["seed"]), int(state["epoch"])
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"not a loader state: {state!r}") from None
+        if seed != self.seed:
+            raise DataError(f"loader state was saved with seed {seed}, this loader has seed "
+                            f"{self.seed}")
+        self.set_epoch(epoch)
+
     def __iter__(self) -> Iterator[Batch]:
         # Advance the epoch when iteration starts, not when it ends, so an interrupted
         # epoch never replays the same order.

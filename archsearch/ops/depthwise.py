@@ -9,7 +9,8 @@ architecture-gradient passes of DARTS need no weight gradient at all, so they sk
 
 The backward is written with differentiable ops, so double backward (the exact unrolled
 gradient) works through it. The module is a plain `nn.Conv2d` (same parameters, same
-state_dict), so discrete networks keep their published parameter counts.
+state_dict), so discrete networks keep their published parameter counts, and it is a
+plain convolution while being traced for export (TorchScript, ONNX).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class DepthwiseConv2d(nn.Conv2d):
                          dilation=dilation, groups=channels, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.device.type != "cpu":  # both tricks below were measured on CPU only
+        if x.device.type != "cpu" or _exporting():  # the tricks below: CPU, untraced only
             return super().forward(x)
         if self.stride[0] > 1 and self.dilation[0] > 1:
             # Measured on 2 CPU cores: oneDNN's backward of strided dilated depthwise convs
@@ -87,3 +88,12 @@ class DepthwiseConv2d(nn.Conv2d):
             return super().forward(x)
         return _DepthwiseConvFunction.apply(x, self.weight, self.stride[0], self.padding[0],
                                             self.dilation[0])
+
+
+def _exporting() -> bool:
+    """Whether the forward pass is being traced for TorchScript or ONNX export.
+
+    A traced graph cannot hold the Python autograd Function, and the shape tests above
+    would be baked into it; the plain convolution computes the same forward values.
+    """
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()

@@ -15,11 +15,16 @@ resets the ignored decisions to their first choice (the search loop deduplicates
 per network, so grid search never trains a network twice), and `mutate` changes only a
 decision that changes the network. Sampling stays uniform over all decision values.
 
-The network accepts any input size (global average pooling before the classifier). The
-`resolution` decision is the side length a trainer or evaluator resizes its images to
-(`input_shape(arch)`; 8×8 digits upsampled to 12 or 16); it changes the MACs, not the
-weights. Channels are multiplied by `width_mult` and rounded to multiples of 8 (MobileNet's
-`make_divisible`).
+The network accepts any input size and applies the `resolution` decision itself: its forward
+first resizes the input to resolution × resolution (bilinear; 8×8 digits upsampled to 12 or
+16), so MACs counted at the dataset's native size (`count_macs`, `ArchCost`, the train
+evaluator) depend on the resolution as they should, and the weights do not. As in
+MobileNetV2 (Sandler et al. 2018, Table 2), the last stage is followed by a 1×1 conv to
+`last_channels` (1280 in the paper) before pooling and the classifier; the width multiplier
+scales it only when > 1 (the paper's models keep 1280 for multipliers < 1, as does
+torchvision's MobileNetV2). `last_channels` is a build argument, so small data can use a
+small head (`--build-arg last_channels=128`); 0 drops the conv. Channels are multiplied by
+`width_mult` and rounded to multiples of 8 (MobileNet's `make_divisible`).
 """
 
 from __future__ import annotations
@@ -30,10 +35,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archsearch.errors import ConfigError
 from archsearch.space import MAX_ENUMERATE, Arch, Categorical, SearchSpace
+
+# MobileNetV2's final 1×1 conv width (Sandler et al. 2018, Table 2).
+LAST_CHANNELS = 1280
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -91,20 +100,76 @@ class MobileNetConfig:
     resolution: int
 
 
-def build_network(config: MobileNetConfig, *, num_classes: int = 10,
-                  in_channels: int = 1) -> nn.Module:
-    """The network of `config`: stem conv-BN-ReLU6, the MBConv stages, pooling, linear."""
-    layers: list[nn.Module] = [
+class Resize(nn.Module):
+    """Bilinear resize of (N, C, H, W) inputs to side × side; identity at that size.
+
+    Shrinking is antialiased (so a smaller resolution sees a blurred, not aliased, image);
+    enlarging is plain bilinear interpolation.
+    """
+
+    def __init__(self, side: int) -> None:
+        super().__init__()
+        self.side = int(side)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if tuple(x.shape[-2:]) == (self.side, self.side):
+            return x
+        shrink = min(x.shape[-2:]) > self.side
+        return F.interpolate(x, size=(self.side, self.side), mode="bilinear",
+                             align_corners=False, antialias=shrink)
+
+    def extra_repr(self) -> str:
+        return f"side={self.side}"
+
+
+class MobileNetwork(nn.Module):
+    """[Resize] → stem conv-BN-ReLU6 → MBConv stages → [1×1 conv-BN-ReLU6] → pool → linear."""
+
+    def __init__(self, resize: nn.Module, stem: nn.Module, blocks: nn.Module, head: nn.Module,
+                 classifier: nn.Linear) -> None:
+        super().__init__()
+        self.resize, self.stem, self.blocks, self.head = resize, stem, blocks, head
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = classifier
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.head(self.blocks(self.stem(self.resize(x))))
+        return self.classifier(self.pool(x).flatten(1))
+
+
+def build_network(config: MobileNetConfig, *, num_classes: int = 10, in_channels: int = 1,
+                  last_channels: int = 0, resize: bool = False) -> nn.Module:
+    """The network of `config`: stem conv-BN-ReLU6, the MBConv stages, pooling, linear.
+
+    Args:
+        config: the stem, stages and resolution.
+        num_classes: classifier outputs.
+        in_channels: image channels.
+        last_channels: channels of MobileNetV2's final 1×1 conv-BN-ReLU6 before pooling
+            (used as given: callers apply any width multiplier); 0 leaves it out.
+        resize: resize every input to `config.resolution` first, so the resolution is a
+            property of the network rather than of the data pipeline.
+    """
+    if last_channels < 0:
+        raise ConfigError(f"last_channels must be ≥ 0 (0: no final 1×1 conv), got "
+                          f"{last_channels}")
+    stem = nn.Sequential(
         nn.Conv2d(in_channels, config.stem_channels, 3, padding=1, bias=False),
-        nn.BatchNorm2d(config.stem_channels), nn.ReLU6(inplace=True)]
+        nn.BatchNorm2d(config.stem_channels), nn.ReLU6(inplace=True))
+    blocks: list[nn.Module] = []
     c_in = config.stem_channels
     for stage in config.stages:
         for b, (kernel, expand) in enumerate(stage.blocks):
-            layers.append(MBConv(c_in, stage.channels, kernel_size=kernel, expand=expand,
+            blocks.append(MBConv(c_in, stage.channels, kernel_size=kernel, expand=expand,
                                  stride=stage.stride if b == 0 else 1))
             c_in = stage.channels
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(c_in, num_classes))
+    head: nn.Module = nn.Identity()
+    if last_channels:
+        head = nn.Sequential(nn.Conv2d(c_in, last_channels, 1, bias=False),
+                             nn.BatchNorm2d(last_channels), nn.ReLU6(inplace=True))
+        c_in = last_channels
+    return MobileNetwork(Resize(config.resolution) if resize else nn.Identity(), stem,
+                         nn.Sequential(*blocks), head, nn.Linear(c_in, num_classes))
 
 
 def _positive_ints(name: str, values: Sequence[Any]) -> list[int]:
@@ -243,15 +308,35 @@ class MobileNetSpace(SearchSpace):
                                arch["resolution"])
 
     def input_shape(self, arch: Arch, *, in_channels: int | None = None) -> tuple[int, int, int]:
-        """(C, H, W) that a trainer feeds `arch`: the images resized to its resolution."""
+        """(C, H, W) that the network of `arch` computes on: it resizes any input to this."""
         side = arch["resolution"]
         return (in_channels or self.in_channels, side, side)
 
+    def head_channels(self, arch: Arch, last_channels: int = LAST_CHANNELS) -> int:
+        """Channels of the final 1×1 conv: `last_channels` × width_mult when the multiplier
+        is > 1, else `last_channels` (MobileNetV2 keeps the head for multipliers < 1)."""
+        if last_channels <= 0:
+            return 0
+        return make_divisible(last_channels * max(1.0, arch["width_mult"]))
+
     def build(self, arch: Arch, *, num_classes: int | None = None,
-              in_channels: int | None = None) -> nn.Module:
-        """The MBConv network of `arch`; it accepts any input size (global pooling)."""
+              in_channels: int | None = None, last_channels: int = LAST_CHANNELS) -> nn.Module:
+        """The MBConv network of `arch`; it resizes any input to the arch's resolution.
+
+        Args:
+            arch: an architecture of this space.
+            num_classes: classifier outputs (default: the space's).
+            in_channels: image channels (default: the space's).
+            last_channels: base channels of the final 1×1 conv (1280 as in MobileNetV2;
+                about 4× the last stage's width suits small data); 0 leaves it out.
+        """
+        if isinstance(last_channels, bool) or not isinstance(last_channels, int) \
+                or last_channels < 0:
+            raise ConfigError(f"last_channels must be an integer ≥ 0, got {last_channels!r}")
         return build_network(self.config(arch), num_classes=num_classes or self.num_classes,
-                             in_channels=in_channels or self.in_channels)
+                             in_channels=in_channels or self.in_channels,
+                             last_channels=self.head_channels(arch, last_channels),
+                             resize=True)
 
 
 def stage_depths(config: MobileNetConfig) -> list[int]:

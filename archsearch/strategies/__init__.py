@@ -8,6 +8,8 @@ from archsearch.strategies.bo import BayesianOptimization
 from archsearch.strategies.darts import DARTS, DartsResult
 from archsearch.strategies.evolution import RegularizedEvolution
 from archsearch.strategies.grid import GridSearch
+from archsearch.strategies.nsga2 import NSGA2
+from archsearch.strategies.proxyless import ProxylessNAS, ProxylessResult
 from archsearch.strategies.random import RandomSearch
 from archsearch.strategies.rl import ReinforceController
 
@@ -16,6 +18,7 @@ STRATEGIES.add("bo", BayesianOptimization)
 STRATEGIES.add("darts", DARTS)
 STRATEGIES.add("evolution", RegularizedEvolution)
 STRATEGIES.add("grid", GridSearch)
+STRATEGIES.add("nsga2", NSGA2)
 STRATEGIES.add("random", RandomSearch)
 STRATEGIES.add("rl", ReinforceController)
 
@@ -25,7 +28,10 @@ __all__ = [
     "BayesianOptimization",
     "DartsResult",
     "GridSearch",
+    "NSGA2",
     "OneShotStrategy",
+    "ProxylessNAS",
+    "ProxylessResult",
     "RandomSearch",
     "RegularizedEvolution",
     "ReinforceController",

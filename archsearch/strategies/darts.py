@@ -4,11 +4,18 @@ The training data is split in halves: the first trains the supernet's weights w,
 second its architecture α (§3.1). Each step updates α on a batch of the second half, then w
 on a batch of the first (Algorithm 1), with first- or second-order architecture gradients.
 After each epoch the current α is discretised, so the log shows how the cell evolves.
+
+A search can be checkpointed after every epoch (`state_dict`-like documents handed to
+`on_checkpoint`: supernet weights with α, both optimisers, the loaders' and global RNG
+states, the history) and continued from such a document with `resume=`; the continued
+search computes exactly what the uninterrupted one would have.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,14 +25,18 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from archsearch.data import TensorLoader, split_in_half
-from archsearch.errors import ConfigError
+from archsearch.errors import ArchsearchError, ConfigError
 from archsearch.networks.darts import check_network_size
 from archsearch.space import Arch
 from archsearch.spaces.darts import DartsCellSpace
 from archsearch.strategies._base import EpochCallback, OneShotStrategy
 from archsearch.supernet import BilevelOptimizer, DartsSupernet
 from archsearch.supernet.cost import expected_macs, op_macs_table
-from archsearch.train import cosine_lr, evaluate
+from archsearch.train import MAX_LOSS, check_loss, cosine_lr, evaluate, rng_state, set_rng_state
+from archsearch.train._checkpoint import load_module_state
+
+SEARCH_CHECKPOINT = "archsearch.search-checkpoint/1"
+SEARCH_CHECKPOINT_KEYS = ("epoch", "supernet", "optimizers", "loaders", "rng", "history")
 
 
 @dataclass
@@ -57,6 +68,11 @@ class DARTS(OneShotStrategy):
             over all edges of all cells (`supernet.cost`) and the denominator is its value
             at uniform α, so λ does not depend on the network's size. 0 (the default) is
             plain DARTS.
+        cost_tables: the per-op cost the `cost_weight` term uses instead of MACs:
+            {"normal": (edges, ops), "reduce": (edges, ops)}, e.g. a measured latency table
+            (`supernet.latency_cost.op_latency_table`); its expectation is logged as
+            `expected_cost` beside `expected_macs`.
+        max_loss: a training loss above this stops the search like a NaN does.
     """
 
     def __init__(self, space: DartsCellSpace, *, order: str = "first",
@@ -67,7 +83,8 @@ class DARTS(OneShotStrategy):
                  arch_weight_decay: float = 1e-3, xi: float | None = None,
                  crop_padding: int = 0, flip: bool = False, cutout_length: int = 0,
                  seed: int = 0, device: str | torch.device = "cpu",
-                 cost_weight: float = 0.0) -> None:
+                 cost_weight: float = 0.0, cost_tables: dict[str, Tensor] | None = None,
+                 max_loss: float | None = MAX_LOSS) -> None:
         if epochs < 1:
             raise ConfigError(f"--epochs must be at least 1, got {epochs}")
         if batch_size < 1:
@@ -76,6 +93,8 @@ class DARTS(OneShotStrategy):
         if not cost_weight >= 0:
             raise ConfigError(f"--cost-weight must be at least 0, got {cost_weight}")
         self.cost_weight = float(cost_weight)
+        self.cost_tables = cost_tables
+        self.max_loss = max_loss
         self.space = space
         self.order, self.hvp = order, hvp
         self.epochs, self.channels, self.layers = epochs, channels, layers
@@ -102,31 +121,85 @@ class DARTS(OneShotStrategy):
         return net.to(self.device)
 
     def search(self, x_train: Tensor, y_train: Tensor, *, num_classes: int,
-               on_epoch: EpochCallback | None = None, progress: bool = True) -> DartsResult:
-        """Search on `x_train` (N, C, H, W), split in halves for w and α."""
+               on_epoch: EpochCallback | None = None, progress: bool = True,
+               on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+               resume: Mapping[str, Any] | None = None) -> DartsResult:
+        """Search on `x_train` (N, C, H, W), split in halves for w and α.
+
+        Args:
+            x_train, y_train: the training split (the test split is never seen).
+            num_classes: K.
+            on_epoch: called with each epoch's record (losses, accuracies, α, genotype).
+            progress: show progress bars.
+            on_checkpoint: called after each epoch, before `on_epoch`, with a checkpoint
+                document (tensors and plain values; `torch.save` it).
+            resume: such a document: the search continues after its epoch.
+
+        Raises:
+            FloatingPointError: the loss became NaN, infinite or above `max_loss` (naming
+                the epoch and step), or α or the validation loss became non-finite.
+        """
         (xw, yw), (xa, ya) = split_in_half(x_train, y_train, seed=self.seed)
         if min(len(xw), len(xa)) < self.batch_size:
             raise ConfigError(f"--batch-size {self.batch_size} is larger than each half of the "
                               f"training data ({min(len(xw), len(xa))} examples)")
         net = self.build_supernet(num_classes=num_classes, in_channels=x_train.shape[1])
-        w_loader = TensorLoader(xw, yw, batch_size=self.batch_size, seed=self.seed,
-                                drop_last=True, **self.augment)
-        a_loader = TensorLoader(xa, ya, batch_size=self.batch_size, seed=self.seed + 10_000,
-                                drop_last=True, **self.augment)
+        loaders = {"weights": TensorLoader(xw, yw, batch_size=self.batch_size, seed=self.seed,
+                                           drop_last=True, **self.augment),
+                   "arch": TensorLoader(xa, ya, batch_size=self.batch_size,
+                                        seed=self.seed + 10_000, drop_last=True, **self.augment)}
         stash: dict[str, Tensor] = {}
-        self._cost_tables = op_macs_table(net, x_train.shape[-1])
+        self._macs_tables = op_macs_table(net, x_train.shape[-1])
+        self._cost_tables = self._macs_tables if self.cost_tables is None else \
+            {cell: t.to(torch.float64) for cell, t in self.cost_tables.items()}
         optimizer = self._bilevel(net, stash)
         history: list[dict[str, Any]] = []
-        epochs = tqdm(range(self.epochs), desc="search", unit="epoch", disable=not progress)
+        if resume is not None:
+            history = self._restore(resume, net, optimizer, loaders)
+        epochs = tqdm(range(len(history), self.epochs), desc="search", unit="epoch",
+                      initial=len(history), total=self.epochs, disable=not progress)
         for epoch in epochs:
-            record = self._epoch(net, optimizer, w_loader, a_loader, (xa, ya), epoch, stash,
-                                 progress)
+            record = self._epoch(net, optimizer, loaders["weights"], loaders["arch"], (xa, ya),
+                                 epoch, stash, progress)
             history.append(record)
             epochs.set_postfix(loss=f"{record['train_loss']:.3f}",
                                val_acc=f"{record['val_accuracy']:.3f}")
+            if on_checkpoint is not None:
+                on_checkpoint(self._checkpoint(net, optimizer, loaders, history))
             if on_epoch is not None:
                 on_epoch(record)
         return DartsResult(arch=net.derive(), alphas=net.alphas(), history=history, supernet=net)
+
+    def _expected_cost(self, net: DartsSupernet) -> dict[str, float]:
+        if self.cost_tables is None:
+            return {}
+        return {"expected_cost": float(expected_macs(net, self._cost_tables).detach())}
+
+    def _checkpoint(self, net: DartsSupernet, optimizer: BilevelOptimizer,
+                    loaders: Mapping[str, TensorLoader],
+                    history: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"format": SEARCH_CHECKPOINT, "epoch": len(history),
+                "supernet": net.state_dict(),  # w and α (registered parameters)
+                "optimizers": optimizer.state_dict(),
+                "loaders": {name: loader.state_dict() for name, loader in loaders.items()},
+                "rng": rng_state(self.device), "history": list(history)}
+
+    def _restore(self, doc: Mapping[str, Any], net: DartsSupernet, optimizer: BilevelOptimizer,
+                 loaders: Mapping[str, TensorLoader]) -> list[dict[str, Any]]:
+        history = doc["history"]
+        if not isinstance(history, list) or doc["epoch"] != len(history) or \
+                len(history) > self.epochs:
+            raise ConfigError(f"checkpoint at epoch {doc['epoch']!r} does not fit a search of "
+                              f"{self.epochs} epochs")
+        load_module_state(net, doc["supernet"], source="checkpoint")
+        optimizer.load_state_dict(doc["optimizers"])
+        try:
+            for name, loader in loaders.items():
+                loader.load_state_dict(doc["loaders"][name])
+        except (KeyError, TypeError, ArchsearchError) as exc:
+            raise ConfigError(f"checkpoint holds no usable loader state ({exc})") from None
+        set_rng_state(doc["rng"], self.device)
+        return [dict(record) for record in history]
 
     def _bilevel(self, net: DartsSupernet, stash: dict[str, Tensor]) -> BilevelOptimizer:
         def loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
@@ -169,20 +242,25 @@ class DARTS(OneShotStrategy):
         steps = tqdm(zip(w_loader, a_loader, strict=False), total=min(len(w_loader), len(a_loader)),
                      desc=f"epoch {epoch + 1}/{self.epochs}", unit="step", leave=False,
                      disable=not progress)
-        for (xw, yw), (xa, ya) in steps:
+        for step, ((xw, yw), (xa, ya)) in enumerate(steps, 1):
             train_batch = (xw.to(self.device), yw.to(self.device))
             val_batch = (xa.to(self.device), ya.to(self.device))
-            loss = opt.step(train_batch, val_batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} in epoch "
-                                         f"{epoch + 1}; lower --lr or check the data")
-            total_loss += loss.item() * len(yw)
+            value = opt.step(train_batch, val_batch).item()
+            check_loss(value, epoch=epoch + 1, step=step, max_loss=self.max_loss)
+            total_loss += value * len(yw)
             correct += int((stash["logits"].argmax(1) == train_batch[1]).sum())
             seen += len(yw)
         val_loss, val_acc = evaluate(net, *val_data, device=self.device)
+        alphas = net.alphas()
+        finite_alphas = all(math.isfinite(v) for cell in alphas.values() for row in cell
+                            for v in row)
+        if not (math.isfinite(val_loss) and finite_alphas):
+            broken = "α" if not finite_alphas else f"the validation loss ({val_loss})"
+            raise FloatingPointError(f"{broken} became non-finite at the end of epoch "
+                                     f"{epoch + 1}; lower the learning rates or check the data")
         arch = net.derive()
         return {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / seen,
                 "train_accuracy": correct / seen, "val_loss": val_loss, "val_accuracy": val_acc,
-                "expected_macs": float(expected_macs(net, self._cost_tables).detach()),
-                "alphas": net.alphas(), "genotype": self.space.describe(arch),
+                "expected_macs": float(expected_macs(net, self._macs_tables).detach()),
+                **self._expected_cost(net), "alphas": alphas, "genotype": self.space.describe(arch),
                 "seconds": time.perf_counter() - start}

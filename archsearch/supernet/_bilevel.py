@@ -8,7 +8,7 @@ the DARTS supernet and the paper's two-parameter toy problem run through the sam
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -91,6 +91,26 @@ class BilevelOptimizer:
             nn.utils.clip_grad_norm_(list(self.weights.values()), self.grad_clip)
         self.weight_optimizer.step()
         return loss.detach()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Both optimisers' states (momentum buffers, Adam moments and step counts).
+
+        The module's own weights and α are not included: save `model.state_dict()` beside
+        it. Together they are everything a later step depends on, so restoring both into a
+        freshly built optimiser continues the exact same sequence of updates.
+        """
+        return {"weight_optimizer": self.weight_optimizer.state_dict(),
+                "arch_optimizer": self.arch_optimizer.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (into optimisers over the same
+        parameters, in the same order); a state that does not fit is a ConfigError."""
+        try:
+            self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+            self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"optimiser state does not fit this search ({first})") from None
 
     def step(self, train_batch: Any, val_batch: Any) -> Tensor:
         """Algorithm 1, one iteration: α on the validation batch, then w on the training batch."""

@@ -10,7 +10,9 @@ and raises AssertionError with a readable message when the contract is broken:
 - `state_dict()` is plain JSON, and restoring it into a new instance continues the exact
   same sequence;
 - a learning strategy beats `RandomSearch` on `ToyObjective` (NNI's sanity check), and an
-  exhaustive one finds the known optimum.
+  exhaustive one finds the known optimum;
+- a multi-objective strategy (`multi_objective = True`) also does all this when it is told
+  tuples of scores (`ToyObjectives`).
 
 A strategy may raise `SpaceExhausted` from `ask` at any time (a small space); the checks
 treat that as the end of the run. Plug-in authors subclass `StrategyContract`:
@@ -47,7 +49,7 @@ def _fails(arch: Arch) -> bool:
     return int(arch.fingerprint()[:8], 16) % 7 == 0
 
 
-def drive(strategy: SampleStrategy, objective: ToyObjective, trials: int, *,
+def drive(strategy: SampleStrategy, objective: Callable[[Arch], Any], trials: int, *,
           batch: int = 1) -> list[Arch]:
     """Ask up to `batch` archs ahead of their tells, then tell them (failures as None),
     until `trials` archs were proposed or the strategy raises SpaceExhausted."""
@@ -158,6 +160,40 @@ def check_asks_before_tells(factory: StrategyFactory, space: SearchSpace, *, pen
     for arch in reversed(asked):
         strategy.tell(arch, objective(arch))
     _assert_in_space(space, drive(strategy, objective, trials))
+
+
+class ToyObjectives:
+    """Two `ToyObjective`s with different hidden optima, scored as a tuple: a conflicting
+    two-objective toy problem for multi-objective strategies."""
+
+    def __init__(self, space: SearchSpace, seed: int = 0) -> None:
+        self.parts = (ToyObjective(space, seed), ToyObjective(space, seed + 1))
+
+    def __call__(self, arch: Arch) -> tuple[float, float]:
+        return self.parts[0](arch), self.parts[1](arch)
+
+
+def check_score_vectors(factory: StrategyFactory, space: SearchSpace, *, trials: int = 30,
+                        seed: int = 0) -> None:
+    """Told tuples of scores (and failures): asks stay in the space, the same seed gives
+    the same proposals, and `state_dict()` is plain JSON that continues the exact same
+    sequence in a new instance."""
+    objective = ToyObjectives(space)
+    runs = [drive(factory(space, seed), objective, trials, batch=2) for _ in range(2)]
+    _assert_in_space(space, runs[0])
+    assert [a.fingerprint() for a in runs[0]] == [a.fingerprint() for a in runs[1]], (
+        "the same seed and score vectors gave different proposals")
+    original = factory(space, seed)
+    drive(original, objective, trials, batch=2)
+    try:
+        text = json.dumps(original.state_dict(), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise AssertionError(f"state_dict() is not plain JSON: {exc}") from None
+    restored = factory(space, seed)
+    restored.load_state_dict(json.loads(text))
+    after = [drive(s, objective, trials // 2, batch=2) for s in (original, restored)]
+    assert [a.fingerprint() for a in after[0]] == [a.fingerprint() for a in after[1]], (
+        "a strategy told score vectors and restored from state_dict() proposed other archs")
 
 
 def mean_best_score(factory: StrategyFactory, space: SearchSpace, *, trials: int,
@@ -332,6 +368,11 @@ class StrategyContract:
             pytest.skip("this strategy does not learn from scores on this space")
         check_beats_random(self.make, make_toy_space(space_name),
                            trials=self.beats_random_trials, seeds=self.beats_random_seeds)
+
+    def test_score_vectors(self, space: SearchSpace) -> None:
+        if not getattr(self.strategy_class, "multi_objective", False):
+            pytest.skip("not a multi-objective strategy")
+        check_score_vectors(self.make, space)
 
     def test_exhaustive_finds_optimum(self) -> None:
         if not self.exhaustive:

@@ -2,7 +2,9 @@
 resumed from its run directory writes the same journal as an uninterrupted one.
 
 Both resume paths are covered: from the strategy state saved after every trial, and by
-replaying the whole journal through ask/tell when no state was saved.
+replaying the whole journal through ask/tell when no state was saved; and both for one
+trial at a time and for asynchronous runs with several trials in flight, whose results
+are told out of ask order (a deterministic `LifoExecutor` stands in for the workers).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from archsearch._journal import JOURNAL, STRATEGY_STATE
 from archsearch._loop import Budget, Objective, search
 from archsearch.strategies import STRATEGIES, SampleStrategy
 from archsearch.testing import ToyObjective, make_toy_space
+from archsearch.workers.toy import LifoExecutor
 
 SAMPLE_STRATEGIES = [name for name in STRATEGIES.names()
                      if issubclass(STRATEGIES.get(name), SampleStrategy)]
@@ -34,9 +37,11 @@ def records(run_dir) -> list[dict]:
              if k not in ("seconds", "elapsed_seconds")} for line in lines]
 
 
+@pytest.mark.parametrize("workers", [1, 3])
 @pytest.mark.parametrize("path", ["saved-state", "replay"])
 @pytest.mark.parametrize("name", SAMPLE_STRATEGIES)
-def test_interrupted_and_resumed_search_equals_an_uninterrupted_one(tmp_path, name, path):
+def test_interrupted_and_resumed_search_equals_an_uninterrupted_one(tmp_path, name, path,
+                                                                     workers):
     space = make_toy_space("toy_mixed" if name != "grid" else "toy_categorical")
     objective = ToyObjective(space, seed=1)
 
@@ -46,8 +51,13 @@ def test_interrupted_and_resumed_search_equals_an_uninterrupted_one(tmp_path, na
     def make():
         return STRATEGIES.get(name)(space, seed=7, **SETTINGS.get(name, {}))
 
-    search(make(), evaluate, budget=Budget(trials=TRIALS), objective=SCORE,
-           run_dir=tmp_path / "straight", progress=False)
+    def run(evaluator, run_dir, **kwargs):
+        how = ({"evaluator": evaluator} if workers == 1 else
+               {"executor": LifoExecutor(evaluator, workers)})
+        return search(make(), budget=Budget(trials=TRIALS), objective=SCORE, run_dir=run_dir,
+                      progress=False, **how, **kwargs)
+
+    run(evaluate, tmp_path / "straight")
     calls = []
 
     def interrupting(arch):
@@ -58,11 +68,11 @@ def test_interrupted_and_resumed_search_equals_an_uninterrupted_one(tmp_path, na
 
     cut = tmp_path / "cut"
     with pytest.raises(Interrupted):
-        search(make(), interrupting, budget=Budget(trials=TRIALS), objective=SCORE, run_dir=cut,
-               progress=False, state_every_seconds=0.0 if path == "saved-state" else 1e9)
+        run(interrupting, cut, state_every_seconds=0.0 if path == "saved-state" else 1e9)
     if path == "replay":
         assert not (cut / STRATEGY_STATE).exists()
-    result = search(make(), evaluate, budget=Budget(trials=TRIALS), objective=SCORE,
-                    run_dir=cut, resume=True, progress=False)
+    result = run(evaluate, cut, resume=True)
     assert records(cut) == records(tmp_path / "straight")
     assert result.evaluations == TRIALS
+    if workers > 1:  # results really were told out of ask order
+        assert any(r["ask"] + 1 < r["asks"] for r in records(cut))

@@ -27,6 +27,7 @@ from archsearch.testing.contracts import (
     check_failed_trials_tolerated,
     check_same_seed_same_sequence,
     check_same_sequence_in_fresh_process,
+    check_score_vectors,
     check_state_roundtrip,
 )
 
@@ -38,6 +39,9 @@ LEARNING = [name for name in SAMPLE_STRATEGIES
             if not issubclass(STRATEGIES.get(name), RandomSearch | GridSearch)]
 EXHAUSTIVE = [name for name in SAMPLE_STRATEGIES
               if issubclass(STRATEGIES.get(name), GridSearch)]
+# Strategies told tuples of scores in a multi-objective search (NSGA-II).
+MULTI_OBJECTIVE = [name for name in SAMPLE_STRATEGIES
+                   if getattr(STRATEGIES.get(name), "multi_objective", False)]
 
 
 @functools.cache
@@ -124,6 +128,13 @@ def test_learning_strategies_beat_random_search(strategy):
 def test_learning_strategies_beat_random_search_more_often(strategy, space_name):
     space = _space(space_name)
     check_beats_random(_factory(strategy, space), space, trials=80, seeds=range(8))
+
+
+@pytest.mark.parametrize("space_name", TOY_SPACES)
+@pytest.mark.parametrize("strategy", MULTI_OBJECTIVE)
+def test_multi_objective_strategies_take_score_vectors(strategy, space_name):
+    space = _space(space_name)
+    check_score_vectors(_factory(strategy, space), space, trials=TRIALS)
 
 
 @pytest.mark.parametrize("space_name", ["toy_categorical", "toy_single"])

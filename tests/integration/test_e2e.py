@@ -20,8 +20,8 @@ from archsearch.spaces import DartsCellSpace
 
 pytestmark = pytest.mark.slow
 
-SEARCH_FILES = ["arch.json", "config.json", "log.jsonl", "supernet.pt"]
-TRAIN_FILES = ["config.json", "log.jsonl", "metrics.json", "model.pt"]
+SEARCH_FILES = ["arch.json", "checkpoint.pt", "config.json", "log.jsonl", "supernet.pt"]
+TRAIN_FILES = ["checkpoint.pt", "config.json", "log.jsonl", "metrics.json", "model.pt"]
 TINY_SEARCH = ["search", "--epochs", "1", "--channels", "4", "--layers", "3",
                "--batch-size", "64", "--quiet"]
 NUM_EDGES, NUM_OPS = 14, 8

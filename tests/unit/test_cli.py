@@ -24,8 +24,8 @@ from archsearch.spaces import DartsCellSpace
 SEARCH = ["search", "--epochs", "1", "--channels", "4", "--layers", "3", "--batch-size", "64",
           "--quiet"]
 TRAIN_OPTS = ["--epochs", "1", "--channels", "4", "--layers", "3", "--quiet"]
-SEARCH_FILES = ["arch.json", "config.json", "log.jsonl", "supernet.pt"]
-TRAIN_FILES = ["config.json", "log.jsonl", "metrics.json", "model.pt"]
+SEARCH_FILES = ["arch.json", "checkpoint.pt", "config.json", "log.jsonl", "supernet.pt"]
+TRAIN_FILES = ["checkpoint.pt", "config.json", "log.jsonl", "metrics.json", "model.pt"]
 NUM_EDGES, NUM_OPS = 14, 8
 
 
@@ -70,6 +70,7 @@ def test_search_config(search_run: Path) -> None:
     assert settings["order"] == "first"
     assert settings["nodes"] == 4
     assert len(settings["ops"]) == NUM_OPS
+    assert settings["retrain"] is None
 
 
 def test_search_log_has_one_record_per_epoch(search_run: Path) -> None:
@@ -119,13 +120,21 @@ def _check_train_run(out: Path, arch: Arch) -> dict[str, Any]:
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert config["command"] == "train"
     checkpoint = torch.load(out / "model.pt", weights_only=True)
-    assert set(checkpoint) >= {"state_dict", "arch", "config", "metrics"}
+    assert set(checkpoint) == {"format", "arch", "network", "state_dict", "best_state_dict",
+                               "config", "metrics"}
+    assert checkpoint["format"] == "archsearch.model/1"
     assert Arch.from_json(checkpoint["arch"]) == arch
-    assert checkpoint["metrics"]["test_accuracy"] == metrics["test_accuracy"]
+    assert checkpoint["metrics"] == metrics
     assert checkpoint["config"]["channels"] == 4
-    model = runs.build_network(arch, channels=4, layers=3, num_classes=10, in_channels=1,
-                               auxiliary=checkpoint["config"]["auxiliary"])
+    network = checkpoint["network"]
+    assert network == {"channels": 4, "layers": 3, "num_classes": 10, "in_channels": 1,
+                       "image_size": 8, "auxiliary": checkpoint["config"]["auxiliary"]}
+    model = runs.build_network(arch, **{k: v for k, v in network.items() if k != "image_size"})
     model.load_state_dict(checkpoint["state_dict"])
+    model.load_state_dict(checkpoint["best_state_dict"])
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["format"] == "archsearch.train-checkpoint/1" and state["epoch"] == 1
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
     return metrics
 
 
@@ -422,7 +431,6 @@ BAD_ARGUMENTS = {
     "epochs-not-int": [*SEARCH, "--epochs", "two"],
     "drop-path-not-float": ["train", "darts_v2", *TRAIN_OPTS, "--drop-path", "lots"],
     "unknown-flag": [*SEARCH, "--warp-speed"],
-    "train-without-arch": ["train", *TRAIN_OPTS],
     "profile-with-out": ["profile", "darts_v2", "--out", "somewhere"],
     "no-command": [],
     "unknown-command": ["evolve"],
@@ -442,3 +450,110 @@ def test_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert info.value.code == 2
     _one_error_line(capsys.readouterr().err)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- recipes ------------------------------------------------------------------------------
+
+
+def _train_settings(*argv: str) -> dict[str, Any]:
+    return cli._train_settings(cli._parser().parse_args(["train", "darts_v2", *argv]))
+
+
+def test_train_recipe_follows_the_dataset() -> None:
+    quick = _train_settings()
+    assert quick["recipe"] == "quick"
+    assert (quick["epochs"], quick["channels"], quick["layers"]) == (30, 16, 6)
+    assert (quick["auxiliary"], quick["cutout"], quick["drop_path"]) == (False, False, 0.0)
+    assert quick["val_fraction"] == runs.VAL_FRACTION == 0.1
+    paper = _train_settings("--dataset", "cifar10")
+    expected = {"recipe": "paper", "channels": 36, "layers": 20, "epochs": 600,
+                "batch_size": 96, "lr": 0.025, "momentum": 0.9, "weight_decay": 3e-4,
+                "auxiliary": True, "auxiliary_weight": 0.4, "drop_path": 0.2, "cutout": True,
+                "grad_clip": 5.0, "label_smoothing": 0.0}
+    assert {k: paper[k] for k in expected} == expected
+
+
+def test_train_flags_override_the_recipe() -> None:
+    s = _train_settings("--recipe", "paper", "--no-auxiliary", "--epochs", "3", "--cutout",
+                        "--label-smoothing", "0.1", "--val-fraction", "0", "--grad-clip", "0")
+    assert s["recipe"] == "paper"
+    assert (s["auxiliary"], s["epochs"], s["cutout"]) == (False, 3, True)
+    assert (s["label_smoothing"], s["val_fraction"], s["grad_clip"]) == (0.1, 0.0, 0.0)
+    assert (s["channels"], s["drop_path"]) == (36, 0.2)  # not given: the recipe's
+    quick_on_cifar = _train_settings("--dataset", "cifar10", "--recipe", "quick", "--auxiliary")
+    assert (quick_on_cifar["channels"], quick_on_cifar["auxiliary"]) == (16, True)
+
+
+def test_search_retrain_settings_use_the_recipe() -> None:
+    args = cli._parser().parse_args(["search", "--retrain", "--retrain-epochs", "2"])
+    retrain = cli._search_settings(args)["retrain"]
+    assert (retrain["recipe"], retrain["epochs"], retrain["channels"]) == ("quick", 2, 16)
+
+
+# --- resume -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def train_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "run"
+    assert cli.main(["train", "darts_v2", *TRAIN_OPTS, "--out", str(out)]) == 0
+    return out
+
+
+def test_resume_a_finished_run_says_so(train_run: Path, search_run: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in train_run.iterdir()}
+    assert cli.main(["train", "--resume", str(train_run), "--epochs", "1", "--quiet"]) == 0
+    assert "finished already" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in train_run.iterdir()} == before
+    assert cli.main(["search", "--resume", str(search_run), "--quiet"]) == 0
+    assert "finished already" in capsys.readouterr().out
+
+
+RESUME_ERRORS = {
+    "conflicting-epochs": (["train", "--resume", "{train}", "--epochs", "5"], "--epochs 5"),
+    "conflicting-recipe": (["train", "--resume", "{train}", "--recipe", "paper"], "--recipe"),
+    "arch-and-resume": (["train", "darts_v1", "--resume", "{train}"], "leave out ARCH"),
+    "overwrite": (["train", "--resume", "{train}", "--overwrite"], "--overwrite"),
+    "other-out": (["train", "--resume", "{train}", "--out", "{tmp}/x"], "--out"),
+    "missing-dir": (["train", "--resume", "{tmp}/missing"], "no such run directory"),
+    "search-resumes-train": (["search", "--resume", "{train}"], "archsearch train --resume"),
+    "train-resumes-search": (["train", "--resume", "{search}"], "archsearch search --resume"),
+    "search-conflicting-order": (["search", "--resume", "{search}", "--order", "second"],
+                                 "--order second"),
+    "search-multitrial-flag": (["search", "--resume", "{search}", "--trials", "5"],
+                               "--trials does not apply"),
+    "train-without-arch": (["train", *TRAIN_OPTS], "needs ARCH"),
+}
+
+
+@pytest.mark.parametrize("case", list(RESUME_ERRORS))
+def test_resume_errors(train_run: Path, search_run: Path, tmp_path: Path,
+                       capsys: pytest.CaptureFixture[str], case: str) -> None:
+    argv, message = RESUME_ERRORS[case]
+    argv = [a.format(train=train_run, search=search_run, tmp=tmp_path) for a in argv]
+    assert message in _run_bad([*argv, "--quiet"], capsys, None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_with_a_truncated_checkpoint(train_run: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_bytes((train_run / "config.json").read_bytes())
+    whole = (train_run / "checkpoint.pt").read_bytes()
+    (run / "checkpoint.pt").write_bytes(whole[: len(whole) // 2])
+    line = _run_bad(["train", "--resume", str(run), "--quiet"], capsys, None)
+    assert "checkpoint.pt" in line and "truncated" in line
+    assert _files(run) == ["checkpoint.pt", "config.json"]  # nothing replaced
+
+
+def test_a_diverging_run_stops_with_exit_code_1(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert cli.main(["train", "darts_v2", *TRAIN_OPTS, "--lr", "1e30", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert err.startswith("archsearch: stopped: training loss")
+    assert "at epoch 1, step " in err and "no checkpoint was written" in err
+    assert _files(out) == ["config.json", "log.jsonl"]

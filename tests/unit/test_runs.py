@@ -235,3 +235,121 @@ def test_arch_round_trips_through_load(tmp_path: Path) -> None:
     loaded = Arch.load(path)
     assert loaded == arch
     assert loaded.space_args == arch.space_args
+
+
+# --- checkpointed runs: resume, divergence ------------------------------------------------
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = (rng.random((60, 8, 8)) * 80 + y[:, None, None] * 60).astype(np.uint8)
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, x_train=x, y_train=y)
+    return path
+
+
+def _search_settings(npz: Path, **kwargs: Any) -> dict[str, Any]:
+    return {"dataset": "npz", "data_dir": str(npz), "seed": 4, "device": "cpu", "nodes": 4,
+            "ops": ["none", "max_pool_3x3", "skip_connect", "sep_conv_3x3"], "order": "first",
+            "hvp": "finite-difference", "cost_weight": 0.0, "epochs": 3, "channels": 4,
+            "layers": 3, "batch_size": 8, "retrain": None, **kwargs}
+
+
+def _log(run: Path) -> list[dict[str, Any]]:
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+            for line in (run / "log.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def test_resumed_search_equals_the_uninterrupted_one(tiny_npz: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _search_settings(tiny_npz)
+    straight = tmp_path / "straight"
+    arch = runs.run_search(settings, straight, progress=False, log=_quiet)
+    save = runs.save_checkpoint
+
+    def save_then_die(path: Path, doc: dict[str, Any]) -> None:
+        save(path, doc)
+        if doc["epoch"] == 2:
+            raise _Stop  # killed after the checkpoint, before the epoch reached the log
+
+    cut = tmp_path / "cut"
+    monkeypatch.setattr(runs, "save_checkpoint", save_then_die)
+    with pytest.raises(_Stop):
+        runs.run_search(settings, cut, progress=False, log=_quiet)
+    monkeypatch.undo()
+    (cut / ".checkpoint.pt.x1y2.tmp").write_bytes(b"left by a kill")
+    assert len(_log(cut)) == 1 and not (cut / "arch.json").exists()
+    assert runs.resume_search(cut, progress=False, log=_quiet) == arch
+    assert _log(cut) == _log(straight)  # epoch 2 logged once, from the checkpoint
+    assert (cut / "arch.json").read_bytes() == (straight / "arch.json").read_bytes()
+    a, b = (torch.load(run / "supernet.pt", weights_only=True) for run in (straight, cut))
+    assert a["alphas"] == b["alphas"]
+    assert all(torch.equal(a["state_dict"][k], v) for k, v in b["state_dict"].items())
+    assert not [p for p in cut.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_diverging_search_names_epoch_and_step_and_keeps_its_checkpoint(
+        tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from archsearch.supernet import BilevelOptimizer
+
+    calls = {"n": 0}
+    step = BilevelOptimizer.step
+
+    def nan_in_epoch_two(self: BilevelOptimizer, *batches: Any) -> torch.Tensor:
+        calls["n"] += 1  # 3 steps an epoch: 24 examples a half, batches of 8
+        loss = step(self, *batches)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(BilevelOptimizer, "step", nan_in_epoch_two)
+    out = tmp_path / "run"
+    with pytest.raises(FloatingPointError) as info:
+        runs.run_search(_search_settings(tiny_npz), out, progress=False, log=_quiet)
+    message = str(info.value)
+    assert "training loss became nan at epoch 2, step 2;" in message
+    assert f"last good checkpoint (epoch 1) stays in {out / 'checkpoint.pt'}" in message
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert len(_log(out)) == 1 and not (out / "arch.json").exists()
+
+
+def test_train_run_writes_the_model_file_with_last_and_best_weights(tiny_npz: Path,
+                                                                    tmp_path: Path) -> None:
+    settings = {"dataset": "npz", "data_dir": str(tiny_npz), "seed": 0, "device": "cpu",
+                **runs.resolve_recipe("npz", "quick", {"epochs": 2, "channels": 4, "layers": 3,
+                                                       "batch_size": 8, "auxiliary": True}),
+                "val_fraction": 0.25}
+    arch = runs.resolve_arch("darts_v2")
+    metrics = runs.run_train(arch, settings, tmp_path / "run", progress=False, log=_quiet)
+    doc = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert doc["format"] == "archsearch.model/1" and Arch.from_json(doc["arch"]) == arch
+    assert doc["network"] == {"channels": 4, "layers": 3, "num_classes": 3, "in_channels": 1,
+                              "image_size": 8, "auxiliary": True}
+    assert doc["metrics"] == metrics and doc["config"]["val_fraction"] == 0.25
+    assert (metrics["train_examples"], metrics["val_examples"], metrics["test_examples"]) == \
+        (36, 12, 12)
+    assert metrics["best_epoch"] in (1, 2)
+    model = runs.build_network(arch, **{k: v for k, v in doc["network"].items()
+                                        if k != "image_size"})
+    for weights, accuracy in ((doc["state_dict"], metrics["test_accuracy"]),
+                              (doc["best_state_dict"], metrics["best_test_accuracy"])):
+        model.load_state_dict(weights)
+        data = runs.load_dataset("npz", str(tiny_npz), seed=0)
+        assert runs.Trainer(progress=False).evaluate(model, data.x_test, data.y_test)[
+            "accuracy"] == accuracy
+
+
+def test_resume_of_a_run_that_is_not_there(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such run directory"):
+        runs.resume_train(tmp_path / "missing")
+    (tmp_path / "config.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ConfigError, match="no readable config.json"):
+        runs.resume_search(tmp_path)

@@ -135,3 +135,20 @@ def test_split_in_half() -> None:
     assert torch.equal(ya, ya2) and not torch.equal(ya, ya3)
     with pytest.raises(DataError):
         split_in_half(x[:1], y[:1])
+
+
+def test_state_dict_continues_the_same_sequence() -> None:
+    x, y = _data()
+    loader = TensorLoader(x, y, batch_size=4, seed=3, flip=True, cutout_length=2)
+    _epoch(loader)
+    state = loader.state_dict()
+    assert state == {"seed": 3, "epoch": 1}
+    expected = _epoch(loader)
+    fresh = TensorLoader(x, y, batch_size=4, seed=3, flip=True, cutout_length=2)
+    fresh.load_state_dict(state)
+    replay = _epoch(fresh)
+    assert torch.equal(replay[0], expected[0]) and torch.equal(replay[1], expected[1])
+    with pytest.raises(DataError, match="seed 3"):
+        TensorLoader(x, y, batch_size=4, seed=4).load_state_dict(state)
+    with pytest.raises(DataError, match="not a loader state"):
+        fresh.load_state_dict({"epoch": 1})

@@ -89,7 +89,7 @@ def test_macs_and_params_grow_with_width_expand_and_kernel():
     assert num_params(SPACE.build(_arch(width_mult=1.25))) > num_params(SPACE.build(base))
     assert (num_params(SPACE.build(_arch(stage0__block1__kernel=5)))
             > num_params(SPACE.build(base)))
-    # Resolution changes what the trainer feeds, never the weights.
+    # Resolution changes the compute (the network resizes its input), never the weights.
     assert num_params(SPACE.build(_arch(resolution=16))) == num_params(SPACE.build(base))
 
 

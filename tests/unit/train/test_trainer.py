@@ -73,12 +73,36 @@ def test_a_diverging_loss_stops_with_the_epoch_named():
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     with torch.no_grad():
         model[1].weight.fill_(math.nan)
-    with pytest.raises(FloatingPointError, match="epoch 1"):
+    with pytest.raises(FloatingPointError, match="at epoch 1, step 1;"):
         Trainer(epochs=2, progress=False).fit(model, TensorLoader(x, y, batch_size=10, seed=0))
 
 
+def test_a_loss_above_the_divergence_threshold_stops_the_run():
+    x, y = _data()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    with torch.no_grad():
+        model[1].weight.mul_(1e6)  # finite, but a cross-entropy in the millions
+    with pytest.raises(FloatingPointError, match=r"diverged .* at epoch 1, step 1;"):
+        Trainer(epochs=1, progress=False).fit(model, TensorLoader(x, y, batch_size=10, seed=0))
+    Trainer(epochs=1, max_loss=None, progress=False).fit(  # the threshold can be turned off
+        model, TensorLoader(x, y, batch_size=10, seed=0))
+
+
+def test_starting_at_a_later_epoch_keeps_the_schedule_and_scores_validation():
+    x, y = _data()
+    model = _Recorder()
+    history = Trainer(epochs=4, lr=0.1, drop_path_prob=0.2, progress=False).fit(
+        model, TensorLoader(x, y, batch_size=30, seed=0), start_epoch=2, val_data=(x, y))
+    assert [r["epoch"] for r in history] == [3, 4]
+    assert [r["lr"] for r in history] == [cosine_lr(0.1, 0.0, e, 4) for e in (2, 3)]
+    assert model.seen_rates[:2] == pytest.approx([0.1, 0.1])  # rate of epoch 3, not 1
+    assert all(0.0 <= r["val_accuracy"] <= 1.0 and r["val_loss"] > 0 for r in history)
+
+
 @pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"drop_path_prob": 1.0},
-                                    {"label_smoothing": -0.1}])
+                                    {"label_smoothing": -0.1}, {"lr": 0.0},
+                                    {"weight_decay": -1.0}, {"grad_clip": 0.0},
+                                    {"auxiliary_weight": -0.4}])
 def test_bad_settings_are_config_errors(kwargs):
     with pytest.raises(ConfigError):
         Trainer(**kwargs)

@@ -1,0 +1,78 @@
+"""A real training process killed with SIGKILL after its first checkpoint resumes to the
+same metrics, log and weights (last and best), bit for bit, as one never interrupted —
+with drop-path, the auxiliary head and cutout on, so the RNG states must be restored."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+EPOCHS = 4
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "archsearch", *args]
+
+
+def _without_seconds(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "seconds"}
+
+
+def _log(run: Path) -> list[dict]:
+    return [_without_seconds(json.loads(line))
+            for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def npz(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(4), 40)
+    x = (rng.random((160, 8, 8)) * 100 + y[:, None, None] * 40).astype(np.uint8)
+    path = tmp_path / "data.npz"
+    np.savez(path, x_train=x, y_train=y)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path: Path, npz: Path) -> None:
+    args = ["train", "darts_v2", "--dataset", "npz", "--data-dir", str(npz), "--recipe", "quick",
+            "--epochs", str(EPOCHS), "--channels", "4", "--layers", "3", "--batch-size", "16",
+            "--auxiliary", "--drop-path", "0.2", "--cutout", "--seed", "2", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    subprocess.run(_cli(*args, "--out", str(straight)), check=True, env=env, timeout=300,
+                   capture_output=True)
+    proc = subprocess.Popen(_cli(*args, "--out", str(cut)), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (cut / "checkpoint.pt").exists():
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the training ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (cut / "model.pt").exists()
+    assert 1 <= len(_log(cut)) < EPOCHS
+    subprocess.run(_cli("train", "--resume", str(cut), "--quiet"), check=True, env=env,
+                   timeout=300, capture_output=True)
+    assert [r["epoch"] for r in _log(cut)] == list(range(1, EPOCHS + 1))
+    assert _log(cut) == _log(straight)
+    metrics = [_without_seconds(json.loads((run / "metrics.json").read_text()))
+               for run in (straight, cut)]
+    assert metrics[0] == metrics[1]
+    a, b = (torch.load(run / "model.pt", weights_only=True) for run in (straight, cut))
+    assert a["best_state_dict"].keys() == b["best_state_dict"].keys()
+    for key in ("state_dict", "best_state_dict"):
+        assert all(torch.equal(a[key][k], v) for k, v in b[key].items()), key
+    assert sorted(p.name for p in cut.iterdir()) == sorted(p.name for p in straight.iterdir())
