@@ -119,7 +119,10 @@ def test_search_retrain_arch_is_usable(search_retrain: Path,
 # --- second order -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("hvp", ["finite-difference", "exact"])
+# The exact HVP is checked against the finite-difference one in the unit tests; its whole
+# run through the CLI is an exhaustive check.
+@pytest.mark.parametrize("hvp", ["finite-difference",
+                                 pytest.param("exact", marks=pytest.mark.exhaustive)])
 def test_second_order_search(tmp_path: Path, hvp: str) -> None:
     out = tmp_path / "search"
     assert cli.main([*TINY_SEARCH, "--order", "second", "--hvp", hvp, "--out", str(out)]) == 0
