@@ -54,6 +54,9 @@ def test_two_ray_workers_reach_the_serial_best(tmp_path, capsys):
         best["serial"]["metrics"]["synflow"], rel=1e-5)
 
 
+# Minutes under load (Ray's actor restart); the retry of a killed actor is checked at the
+# executor level in test_ray_workers.py and through the loop with the process pool.
+@pytest.mark.exhaustive
 def test_a_killed_actor_fails_only_its_trial_which_is_retried(tmp_path):
     space = categorical_space()
     victim = RandomSearch(space, seed=2).ask()

@@ -24,7 +24,10 @@ from archsearch.spaces import DartsCellSpace
 SEARCH = ["search", "--epochs", "1", "--channels", "4", "--layers", "3", "--batch-size", "64",
           "--quiet"]
 TRAIN_OPTS = ["--epochs", "1", "--channels", "4", "--layers", "3", "--quiet"]
-SEARCH_FILES = ["arch.json", "checkpoint.pt", "config.json", "log.jsonl", "supernet.pt"]
+# The run's results, and the pictures every search draws at its end.
+SEARCH_FILES = ["alphas.png", "alphas_epochs.png", "arch.json", "cell_normal.png",
+                "cell_normal.svg", "cell_reduce.png", "cell_reduce.svg", "checkpoint.pt",
+                "config.json", "log.jsonl", "supernet.pt"]
 TRAIN_FILES = ["checkpoint.pt", "config.json", "log.jsonl", "metrics.json", "model.pt"]
 NUM_EDGES, NUM_OPS = 14, 8
 
