@@ -28,6 +28,7 @@ import torch
 
 from archsearch._version import __version__
 from archsearch.data import Dataset, TensorLoader, load_dataset
+from archsearch.distributed import DistributedContext, check_one_shot_run
 from archsearch.errors import ArchError, ArchsearchError, ConfigError
 from archsearch.hardware import count_macs, num_params
 from archsearch.networks import DartsNetwork
@@ -168,19 +169,38 @@ def run_search(settings: Mapping[str, Any], out: Path, *, progress: bool = True,
 
     With `resume`, `out` is an interrupted search of these settings: it continues after
     the last checkpointed epoch (from scratch if there is none yet).
+
+    Under torchrun (WORLD_SIZE > 1) every rank runs the same data-parallel search
+    (`archsearch.distributed`), and only rank 0 writes the run directory.
     """
     s = dict(settings)
-    space = DartsCellSpace(nodes=s["nodes"], ops=s["ops"])
     device = resolve_device(s["device"])
+    ctx = DistributedContext.from_env(device)
+    try:
+        check_one_shot_run(ctx, s, resume=resume)
+        return _run_search(s, out, ctx, device, progress=progress, overwrite=overwrite,
+                           resume=resume, log=log)
+    finally:
+        ctx.close()  # a barrier: no rank leaves before rank 0 has written everything
+
+
+def _run_search(s: dict[str, Any], out: Path, ctx: DistributedContext, device: torch.device,
+                *, progress: bool, overwrite: bool, resume: bool, log: Log) -> Arch:
+    space = DartsCellSpace(nodes=s["nodes"], ops=s["ops"])
     data = load_dataset(s["dataset"], s["data_dir"], seed=s["seed"])
-    strategy = one_shot_strategy(s, space, device, augmentation(data))
+    strategy = one_shot_strategy(s, space, device, augmentation(data), distributed=ctx)
     if resume and not isinstance(strategy, DARTS):
         raise ConfigError(f"--resume {out}: a ProxylessNAS search keeps no checkpoints; "
                           "start it again")
     _check_batch(s["batch_size"], len(data.x_train) // 2)
     state = _read_checkpoint(out, SEARCH_CHECKPOINT, SEARCH_CHECKPOINT_KEYS) if resume else None
     # A search run may hold the retraining of its cell in retrain/: --overwrite replaces both.
-    out = _open_run(out, "search", s, resume=resume, overwrite=overwrite, subdirs=("retrain",))
+    opened = ctx.on_main(lambda: _open_run(out, "search", s, resume=resume, overwrite=overwrite,
+                                           subdirs=("retrain",)), what=f"create {out}")
+    if not ctx.is_main:  # the same search, writing nothing
+        return strategy.search(data.x_train, data.y_train, num_classes=data.num_classes,
+                               progress=False).arch
+    out = opened
     history = [] if state is None else list(state["history"])
     epoch_log = restart_log(out / "log.jsonl", history)
     done = _resuming(resume, len(history))
@@ -210,9 +230,10 @@ def run_search(settings: Mapping[str, Any], out: Path, *, progress: bool = True,
 
 
 def one_shot_strategy(s: Mapping[str, Any], space: DartsCellSpace, device: torch.device,
-                      augment: Mapping[str, Any]) -> DARTS | ProxylessNAS:
+                      augment: Mapping[str, Any],
+                      distributed: DistributedContext | None = None) -> DARTS | ProxylessNAS:
     """DARTS or ProxylessNAS with a run's settings; a latency table (if any) replaces MACs
-    as the cost that `cost_weight` penalises."""
+    as the cost that `cost_weight` penalises. `distributed` makes DARTS data-parallel."""
     tables = None
     if s.get("latency_table") is not None:
         from archsearch.hardware import LatencyTable
@@ -224,7 +245,7 @@ def one_shot_strategy(s: Mapping[str, Any], space: DartsCellSpace, device: torch
               "cost_weight": s.get("cost_weight", 0.0), "cost_tables": tables, **augment}
     if s.get("method", "darts") == "proxyless":
         return ProxylessNAS(space, **common)
-    return DARTS(space, order=s["order"], hvp=s["hvp"], **common)
+    return DARTS(space, order=s["order"], hvp=s["hvp"], distributed=distributed, **common)
 
 
 def draw_pictures(out: Path, log: Log) -> None:

@@ -9,6 +9,11 @@ A search can be checkpointed after every epoch (`state_dict`-like documents hand
 `on_checkpoint`: supernet weights with α, both optimisers, the loaders' and global RNG
 states, the history) and continued from such a document with `resume=`; the continued
 search computes exactly what the uninterrupted one would have.
+
+With a `DistributedContext` of several ranks (`torchrun`, `archsearch.distributed`) the
+search is data-parallel: every rank draws the same global batches, computes the losses on
+its own slice, and averages the α and w gradients over the ranks before each update, so all
+ranks hold the same supernet and derive the same cell (first order only).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from archsearch.data import TensorLoader, split_in_half
+from archsearch.distributed import DistributedContext
 from archsearch.errors import ArchsearchError, ConfigError
 from archsearch.networks.darts import check_network_size
 from archsearch.space import Arch
@@ -73,6 +79,8 @@ class DARTS(OneShotStrategy):
             (`supernet.latency_cost.op_latency_table`); its expectation is logged as
             `expected_cost` beside `expected_macs`.
         max_loss: a training loss above this stops the search like a NaN does.
+        distributed: the ranks of a data-parallel search (None: one process). Each rank
+            takes `batch_size / world_size` rows of every batch; gradients are averaged.
     """
 
     def __init__(self, space: DartsCellSpace, *, order: str = "first",
@@ -84,12 +92,16 @@ class DARTS(OneShotStrategy):
                  crop_padding: int = 0, flip: bool = False, cutout_length: int = 0,
                  seed: int = 0, device: str | torch.device = "cpu",
                  cost_weight: float = 0.0, cost_tables: dict[str, Tensor] | None = None,
-                 max_loss: float | None = MAX_LOSS) -> None:
+                 max_loss: float | None = MAX_LOSS,
+                 distributed: DistributedContext | None = None) -> None:
         if epochs < 1:
             raise ConfigError(f"--epochs must be at least 1, got {epochs}")
         if batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
         check_network_size(channels, layers)
+        self.distributed = distributed or DistributedContext()
+        if self.distributed.active:
+            _check_distributed(self.distributed, order, batch_size)
         if not cost_weight >= 0:
             raise ConfigError(f"--cost-weight must be at least 0, got {cost_weight}")
         self.cost_weight = float(cost_weight)
@@ -106,7 +118,7 @@ class DARTS(OneShotStrategy):
         self.xi = xi
         self.augment = {"crop_padding": crop_padding, "flip": flip, "cutout_length": cutout_length}
         self.seed = seed
-        self.device = torch.device(device)
+        self.device = self.distributed.device(torch.device(device))
 
     def extra_repr(self) -> str:
         cost = f", cost_weight={self.cost_weight}" if self.cost_weight else ""
@@ -144,6 +156,8 @@ class DARTS(OneShotStrategy):
             raise ConfigError(f"--batch-size {self.batch_size} is larger than each half of the "
                               f"training data ({min(len(xw), len(xa))} examples)")
         net = self.build_supernet(num_classes=num_classes, in_channels=x_train.shape[1])
+        self.distributed.broadcast_parameters(net)  # the same seed; this makes sure of it
+        progress = progress and self.distributed.is_main
         loaders = {"weights": TensorLoader(xw, yw, batch_size=self.batch_size, seed=self.seed,
                                            drop_last=True, **self.augment),
                    "arch": TensorLoader(xa, ya, batch_size=self.batch_size,
@@ -226,7 +240,9 @@ class DARTS(OneShotStrategy):
                                 val_loss=val_loss,
                                 weight_optimizer=weight_opt, arch_optimizer=arch_opt,
                                 order=self.order, hvp=self.hvp, xi=self.xi,
-                                grad_clip=self.grad_clip)
+                                grad_clip=self.grad_clip,
+                                reduce_grads=self.distributed.average
+                                if self.distributed.active else None)
 
     def _epoch(self, net: DartsSupernet, opt: BilevelOptimizer, w_loader: TensorLoader,
                a_loader: TensorLoader, val_data: tuple[Tensor, Tensor], epoch: int,
@@ -242,14 +258,20 @@ class DARTS(OneShotStrategy):
         steps = tqdm(zip(w_loader, a_loader, strict=False), total=min(len(w_loader), len(a_loader)),
                      desc=f"epoch {epoch + 1}/{self.epochs}", unit="step", leave=False,
                      disable=not progress)
+        ctx = self.distributed
         for step, ((xw, yw), (xa, ya)) in enumerate(steps, 1):
+            xw, yw, xa, ya = ctx.shard((xw, yw, xa, ya))  # this rank's rows of the global batch
             train_batch = (xw.to(self.device), yw.to(self.device))
             val_batch = (xa.to(self.device), ya.to(self.device))
             value = opt.step(train_batch, val_batch).item()
+            hits = int((stash["logits"].argmax(1) == train_batch[1]).sum())
+            if ctx.active:  # every rank logs (and checks) the global batch's figures
+                value, hits_sum = ctx.sum_floats(value, hits)
+                value, hits = value / ctx.world_size, int(hits_sum)
             check_loss(value, epoch=epoch + 1, step=step, max_loss=self.max_loss)
-            total_loss += value * len(yw)
-            correct += int((stash["logits"].argmax(1) == train_batch[1]).sum())
-            seen += len(yw)
+            total_loss += value * len(yw) * ctx.world_size
+            correct += hits
+            seen += len(yw) * ctx.world_size
         val_loss, val_acc = evaluate(net, *val_data, device=self.device)
         alphas = net.alphas()
         finite_alphas = all(math.isfinite(v) for cell in alphas.values() for row in cell
@@ -264,3 +286,15 @@ class DARTS(OneShotStrategy):
                 "expected_macs": float(expected_macs(net, self._macs_tables).detach()),
                 **self._expected_cost(net), "alphas": alphas, "genotype": self.space.describe(arch),
                 "seconds": time.perf_counter() - start}
+
+
+def _check_distributed(ctx: DistributedContext, order: str, batch_size: int) -> None:
+    """What a data-parallel search cannot do: the finite-difference second-order step
+    perturbs w along each rank's own ∇w' L_val, so it would need collectives inside the
+    hypergradient; and the global batch must split evenly."""
+    if order != "first":
+        raise ConfigError(f"--order {order} is not supported with {ctx.world_size} processes; "
+                          "use --order first (or run in one process)")
+    if batch_size % ctx.world_size:
+        raise ConfigError(f"--batch-size {batch_size} does not split evenly over "
+                          f"{ctx.world_size} processes")

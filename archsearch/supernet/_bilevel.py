@@ -8,7 +8,7 @@ the DARTS supernet and the paper's two-parameter toy problem run through the sam
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -35,13 +35,17 @@ class BilevelOptimizer:
         hvp: for second order, "finite-difference" (eq. 8, default) or "exact".
         xi: ξ of the virtual step; None means the weight optimiser's current lr.
         grad_clip: max global norm of the weight gradient (None: no clipping).
+        reduce_grads: called with each step's gradients (α's, then w's) before they are
+            used, to change them in place: data-parallel training averages them over the
+            ranks here (`archsearch.distributed`). Clipping comes after it.
     """
 
     def __init__(self, model: nn.Module, arch_names: Sequence[str], *, train_loss: LossFn,
                  val_loss: LossFn, weight_optimizer: torch.optim.Optimizer,
                  arch_optimizer: torch.optim.Optimizer, order: str = "first",
                  hvp: str = "finite-difference", xi: float | None = None,
-                 grad_clip: float | None = 5.0) -> None:
+                 grad_clip: float | None = 5.0,
+                 reduce_grads: Callable[[Sequence[Tensor]], None] | None = None) -> None:
         if order not in ORDERS:
             raise ConfigError(f"--order must be one of {', '.join(ORDERS)}, got {order!r}")
         if hvp not in HVPS:
@@ -57,6 +61,7 @@ class BilevelOptimizer:
         self.hypergrad = HYPERGRADS["first" if order == "first" else hvp]
         self.xi = xi
         self.grad_clip = grad_clip
+        self.reduce_grads = reduce_grads
 
     def virtual_step(self) -> VirtualStep:
         """ξ, μ, λ and momentum buffers read from the weight optimiser (explicitly)."""
@@ -74,6 +79,8 @@ class BilevelOptimizer:
         """One update of α with the architecture gradient of the chosen order."""
         grads = self.hypergrad(self.model, self.arch_names, self.train_loss, self.val_loss,
                                train_batch, val_batch, self.virtual_step())
+        if self.reduce_grads is not None:
+            self.reduce_grads(list(grads.values()))
         self.arch_optimizer.zero_grad(set_to_none=True)
         for name, p in self.arch.items():
             p.grad = grads[name]
@@ -84,6 +91,8 @@ class BilevelOptimizer:
         loss = self.train_loss(self.model, train_batch)
         # Only the weights' gradients: α must not accumulate a training gradient.
         grads = torch.autograd.grad(loss, list(self.weights.values()))
+        if self.reduce_grads is not None:
+            self.reduce_grads(grads)
         self.weight_optimizer.zero_grad(set_to_none=True)
         for p, g in zip(self.weights.values(), grads, strict=True):
             p.grad = g
