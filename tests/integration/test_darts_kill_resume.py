@@ -59,7 +59,9 @@ def test_killed_darts_search_resumes_to_the_uninterrupted_result(tmp_path: Path,
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert not (cut / "arch.json").exists()
-    assert 1 <= len(_log(cut)) < EPOCHS
+    # The checkpoint of an epoch is written before its log line: a kill in between leaves
+    # the log an epoch short, which the resume rewrites from the checkpoint.
+    assert len(_log(cut)) < EPOCHS
     subprocess.run(_cli("search", "--resume", str(cut), "--quiet"), check=True, env=env,
                    timeout=300, capture_output=True)
     assert [r["epoch"] for r in _log(cut)] == list(range(1, EPOCHS + 1))
