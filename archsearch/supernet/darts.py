@@ -37,27 +37,9 @@ class DartsSupernet(nn.Module):
                  num_classes: int = 10, in_channels: int = 3, stem_multiplier: int = 3,
                  alpha_init_std: float = 1e-3) -> None:
         super().__init__()
-        check_network_size(channels, layers)
-        self.space = space
-        c_stem = stem_multiplier * channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
-        c_pp, c_p, c_cur = c_stem, c_stem, channels
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in reduction_indices(layers)
-            c_cur = c_cur * 2 if reduction else c_cur
-            self.cells.append(SearchCell(
-                ops=space.ops, nodes=space.nodes, c_prev_prev=c_pp, c_prev=c_p, channels=c_cur,
-                reduction=reduction, reduction_prev=reduction_prev))
-            reduction_prev = reduction
-            c_pp, c_p = c_p, space.nodes * c_cur
-        self.classifier = nn.Linear(c_p, num_classes)
-        _use_batch_statistics(self)
-        shape = (space.num_edges, len(space.ops))
-        self.alpha_normal = nn.Parameter(alpha_init_std * torch.randn(shape))
-        self.alpha_reduce = nn.Parameter(alpha_init_std * torch.randn(shape))
+        build_search_network(self, space, SearchCell, channels=channels, layers=layers,
+                             num_classes=num_classes, in_channels=in_channels,
+                             stem_multiplier=stem_multiplier, alpha_init_std=alpha_init_std)
 
     def arch_parameter_names(self) -> tuple[str, ...]:
         return ARCH_PARAMETER_NAMES
@@ -101,3 +83,36 @@ def _use_batch_statistics(module: nn.Module) -> None:
         if isinstance(m, nn.BatchNorm2d):
             m.track_running_stats = False
             m.running_mean = m.running_var = m.num_batches_tracked = None
+
+
+def build_search_network(net: nn.Module, space: DartsCellSpace, cell_class: type[nn.Module], *,
+                         channels: int, layers: int, num_classes: int, in_channels: int,
+                         stem_multiplier: int, alpha_init_std: float) -> None:
+    """Give `net` the DARTS search network: stem, `layers` cells of `cell_class` (reductions
+    at 1/3 and 2/3 of the depth), classifier, and α of both cell types, (edges, ops) each.
+
+    One construction order for every one-shot supernet, so the same seed gives the same
+    weights whichever cell computes the edges (DARTS's mixtures, ProxylessNAS's gates).
+    """
+    check_network_size(channels, layers)
+    net.space = space
+    c_stem = stem_multiplier * channels
+    net.stem = nn.Sequential(
+        nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+    c_pp, c_p, c_cur = c_stem, c_stem, channels
+    net.cells = nn.ModuleList()
+    reduction_prev = False
+    for i in range(layers):
+        reduction = i in reduction_indices(layers)
+        c_cur = c_cur * 2 if reduction else c_cur
+        net.cells.append(cell_class(
+            ops=space.ops, nodes=space.nodes, c_prev_prev=c_pp, c_prev=c_p, channels=c_cur,
+            reduction=reduction, reduction_prev=reduction_prev))
+        reduction_prev = reduction
+        c_pp, c_p = c_p, space.nodes * c_cur
+    net.classifier = nn.Linear(c_p, num_classes)
+    # Sampled or relaxed paths change every step: running BN statistics would be useless.
+    _use_batch_statistics(net)
+    shape = (space.num_edges, len(space.ops))
+    net.alpha_normal = nn.Parameter(alpha_init_std * torch.randn(shape))
+    net.alpha_reduce = nn.Parameter(alpha_init_std * torch.randn(shape))

@@ -31,12 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from archsearch.networks.darts import check_network_size, reduction_indices
 from archsearch.ops import POOLING_OPS, FactorizedReduce, ReLUConvBN, create_op
 from archsearch.space import Arch
 from archsearch.spaces.darts import CELL_TYPES, DartsCellSpace
 from archsearch.supernet.cost import op_macs_table
-from archsearch.supernet.darts import ARCH_PARAMETER_NAMES, DartsSupernet, _use_batch_statistics
+from archsearch.supernet.darts import (
+    ARCH_PARAMETER_NAMES,
+    DartsSupernet,
+    build_search_network,
+)
 
 PathOps = tuple[tuple[int, ...], ...]  # per edge, the op indices (α columns) that run
 
@@ -171,27 +174,9 @@ class ProxylessSupernet(nn.Module):
                  num_classes: int = 10, in_channels: int = 3, stem_multiplier: int = 3,
                  alpha_init_std: float = 1e-3) -> None:
         super().__init__()
-        check_network_size(channels, layers)
-        self.space = space
-        c_stem = stem_multiplier * channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
-        c_pp, c_p, c_cur = c_stem, c_stem, channels
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in reduction_indices(layers)
-            c_cur = c_cur * 2 if reduction else c_cur
-            self.cells.append(PathCell(
-                ops=space.ops, nodes=space.nodes, c_prev_prev=c_pp, c_prev=c_p, channels=c_cur,
-                reduction=reduction, reduction_prev=reduction_prev))
-            reduction_prev = reduction
-            c_pp, c_p = c_p, space.nodes * c_cur
-        self.classifier = nn.Linear(c_p, num_classes)
-        _use_batch_statistics(self)  # as in DARTS: sampled paths make running stats useless
-        shape = (space.num_edges, len(space.ops))
-        self.alpha_normal = nn.Parameter(alpha_init_std * torch.randn(shape))
-        self.alpha_reduce = nn.Parameter(alpha_init_std * torch.randn(shape))
+        build_search_network(self, space, PathCell, channels=channels, layers=layers,
+                             num_classes=num_classes, in_channels=in_channels,
+                             stem_multiplier=stem_multiplier, alpha_init_std=alpha_init_std)
 
     def arch_parameter_names(self) -> tuple[str, ...]:
         return ARCH_PARAMETER_NAMES
