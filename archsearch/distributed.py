@@ -103,10 +103,18 @@ class DistributedContext:
         skipped, which is consistent as long as every rank has None in the same places."""
         if not self.active:
             return
-        for t in tensors:
-            if t is not None:
-                dist.all_reduce(t, op=dist.ReduceOp.SUM)
-                t.div_(self.world_size)
+        _mean_grouped([t for t in tensors if t is not None], self.world_size)
+
+    def mean(self, tensors: Sequence[Tensor]) -> list[Tensor]:
+        """Each tensor's mean over the ranks, as new tensors, differentiably: the backward
+        pass averages the incoming gradients over the ranks too. With the global loss
+        L = (1/R) Σ_r L_r and y = (1/R) Σ_r x_r shared by all ranks, rank r's gradient
+        (1/R) Σ_r' ∂L_r'/∂y, once the ranks' gradients are averaged at the end, gives
+        exactly ∂L/∂x_r; so the exact unrolled DARTS gradient can differentiate through
+        an averaged virtual step. One collective per call (the tensors travel flattened)."""
+        if not self.active:
+            return list(tensors)
+        return list(_MeanOverRanks.apply(self.world_size, *tensors))
 
     def average_gradients(self, params: Iterable[nn.Parameter]) -> None:
         """Average `.grad` of each parameter over the ranks (before the optimiser step)."""
@@ -163,11 +171,63 @@ class DistributedContext:
         return torch.device("cpu")
 
 
+def _mean_in_place(tensors: Sequence[Tensor], world_size: int) -> None:
+    """All-reduce the tensors (same dtype and device) as one flat buffer, then divide."""
+    if not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat.div_(world_size)
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+class _MeanOverRanks(torch.autograd.Function):
+    """y_i = mean over ranks of x_i; backward: ∂/∂x_i = mean over ranks of ∂/∂y_i."""
+
+    @staticmethod
+    def forward(ctx: Any, world_size: int, *tensors: Tensor) -> tuple[Tensor, ...]:
+        ctx.world_size = world_size
+        out = [t.detach().clone() for t in tensors]
+        _mean_grouped(out, world_size)
+        return tuple(out)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:
+        out = [g.clone() for g in grads]  # zeros where an output was unused (same on all ranks)
+        _mean_grouped(out, ctx.world_size)
+        return (None, *out)
+
+
+def _mean_grouped(tensors: Sequence[Tensor], world_size: int) -> None:
+    """`_mean_in_place` per (dtype, device) group, in first-seen order (the same on every rank)."""
+    groups: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}
+    for t in tensors:
+        groups.setdefault((t.dtype, t.device), []).append(t)
+    for group in groups.values():
+        _mean_in_place(group, world_size)
+
+
+def check_single_process(what: str, instead: str) -> None:
+    """A ConfigError if torchrun started this process as one of several ranks (WORLD_SIZE
+    > 1) for work that runs in one process: every rank would repeat it and write the same
+    files. `instead` says what to do."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise ConfigError("WORLD_SIZE must be an integer") from None
+    if world > 1:
+        raise ConfigError(f"{what} does not run under torchrun ({world} processes); {instead}")
+
+
 def check_one_shot_run(ctx: DistributedContext, settings: Mapping[str, Any], *,
                        resume: bool) -> None:
     """What `archsearch search` cannot do under torchrun with several processes: resume
     (the checkpoint lives with rank 0), retrain (one process retrains the cell) and
-    ProxylessNAS (its sampled paths are not synchronised); each is a ConfigError."""
+    multi-trial strategies (they scale out with `--workers`); each is a ConfigError."""
     if not ctx.active:
         return
     ranks = f"under torchrun with {ctx.world_size} processes"
@@ -176,6 +236,7 @@ def check_one_shot_run(ctx: DistributedContext, settings: Mapping[str, Any], *,
     if settings.get("retrain") is not None:
         raise ConfigError(f"--retrain is not supported {ranks}; retrain the cell afterwards "
                           "with `archsearch train`")
-    if settings.get("method", "darts") != "darts":
+    if settings.get("method", "darts") not in ("darts", "proxyless"):
         raise ConfigError(f"--strategy {settings['method']} is not supported {ranks}; "
-                          "use --strategy darts")
+                          "one-shot searches (darts, proxyless) run under torchrun, "
+                          "multi-trial ones scale out with --workers")

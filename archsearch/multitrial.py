@@ -32,6 +32,7 @@ from archsearch._loop import Budget, Objective, SearchResult, check_objectives, 
 from archsearch.constraints import Constraint
 from archsearch.data import load_dataset
 from archsearch.data._dataset import stratified_split
+from archsearch.distributed import check_single_process
 from archsearch.errors import ArchsearchError, ConfigError
 from archsearch.evaluators import EVALUATORS
 from archsearch.hardware import COST_METRICS, ArchCost
@@ -255,6 +256,8 @@ def run_multitrial(settings: Mapping[str, Any], out: Path, *, resume: bool = Fal
                    overwrite: bool = False, progress: bool = True,
                    log: Log = print) -> SearchResult:
     """A journaled multi-trial search; with `resume`, `settings` come from `out`."""
+    check_single_process("a multi-trial search",
+                         "run it in one process and scale out with --workers N")
     s = dict(settings)
     budget = budget_of(s)
     check_parallel_settings(s)

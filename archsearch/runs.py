@@ -28,7 +28,11 @@ import torch
 
 from archsearch._version import __version__
 from archsearch.data import Dataset, TensorLoader, load_dataset
-from archsearch.distributed import DistributedContext, check_one_shot_run
+from archsearch.distributed import (
+    DistributedContext,
+    check_one_shot_run,
+    check_single_process,
+)
 from archsearch.errors import ArchError, ArchsearchError, ConfigError
 from archsearch.hardware import count_macs, num_params
 from archsearch.networks import DartsNetwork
@@ -233,7 +237,7 @@ def one_shot_strategy(s: Mapping[str, Any], space: DartsCellSpace, device: torch
                       augment: Mapping[str, Any],
                       distributed: DistributedContext | None = None) -> DARTS | ProxylessNAS:
     """DARTS or ProxylessNAS with a run's settings; a latency table (if any) replaces MACs
-    as the cost that `cost_weight` penalises. `distributed` makes DARTS data-parallel."""
+    as the cost that `cost_weight` penalises. `distributed` makes the search data-parallel."""
     tables = None
     if s.get("latency_table") is not None:
         from archsearch.hardware import LatencyTable
@@ -242,10 +246,11 @@ def one_shot_strategy(s: Mapping[str, Any], space: DartsCellSpace, device: torch
         tables = op_latency_table(space, LatencyTable.load(s["latency_table"]))
     common = {"epochs": s["epochs"], "channels": s["channels"], "layers": s["layers"],
               "batch_size": s["batch_size"], "seed": s["seed"], "device": device,
-              "cost_weight": s.get("cost_weight", 0.0), "cost_tables": tables, **augment}
+              "cost_weight": s.get("cost_weight", 0.0), "cost_tables": tables,
+              "distributed": distributed, **augment}
     if s.get("method", "darts") == "proxyless":
         return ProxylessNAS(space, **common)
-    return DARTS(space, order=s["order"], hvp=s["hvp"], distributed=distributed, **common)
+    return DARTS(space, order=s["order"], hvp=s["hvp"], **common)
 
 
 def draw_pictures(out: Path, log: Log) -> None:
@@ -341,6 +346,7 @@ def run_train(arch: Arch, settings: Mapping[str, Any], out: Path, *, progress: b
     With `resume`, `out` is an interrupted run of these settings: it continues after the
     last checkpointed epoch (from scratch if there is none yet).
     """
+    check_single_process("archsearch train", "retrain in one process")
     s = complete_train_settings(settings)
     trainer = check_train_settings(s, progress=progress)
     data = load_dataset(s["dataset"], s["data_dir"], seed=s["seed"])

@@ -67,9 +67,18 @@ def count_macs(model: nn.Module, input_shape: Sequence[int], *,
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(shape, device=device))
+            model(torch.zeros(shape, device=device, dtype=_float_dtype(model)))
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
     return total
+
+
+def _float_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating-point parameter (float32 if none): a
+    float64 model is counted with a float64 input."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32

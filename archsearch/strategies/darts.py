@@ -13,7 +13,8 @@ search computes exactly what the uninterrupted one would have.
 With a `DistributedContext` of several ranks (`torchrun`, `archsearch.distributed`) the
 search is data-parallel: every rank draws the same global batches, computes the losses on
 its own slice, and averages the α and w gradients over the ranks before each update, so all
-ranks hold the same supernet and derive the same cell (first order only).
+ranks hold the same supernet and derive the same cell. Second order averages the virtual
+step's gradient and the Hessian-vector product's direction too (`supernet._hypergrad`).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class DARTS(OneShotStrategy):
         check_network_size(channels, layers)
         self.distributed = distributed or DistributedContext()
         if self.distributed.active:
-            _check_distributed(self.distributed, order, batch_size)
+            _check_distributed(self.distributed, batch_size)
         if not cost_weight >= 0:
             raise ConfigError(f"--cost-weight must be at least 0, got {cost_weight}")
         self.cost_weight = float(cost_weight)
@@ -241,7 +242,7 @@ class DARTS(OneShotStrategy):
                                 weight_optimizer=weight_opt, arch_optimizer=arch_opt,
                                 order=self.order, hvp=self.hvp, xi=self.xi,
                                 grad_clip=self.grad_clip,
-                                reduce_grads=self.distributed.average
+                                average=self.distributed.mean
                                 if self.distributed.active else None)
 
     def _epoch(self, net: DartsSupernet, opt: BilevelOptimizer, w_loader: TensorLoader,
@@ -288,13 +289,8 @@ class DARTS(OneShotStrategy):
                 "seconds": time.perf_counter() - start}
 
 
-def _check_distributed(ctx: DistributedContext, order: str, batch_size: int) -> None:
-    """What a data-parallel search cannot do: the finite-difference second-order step
-    perturbs w along each rank's own ∇w' L_val, so it would need collectives inside the
-    hypergradient; and the global batch must split evenly."""
-    if order != "first":
-        raise ConfigError(f"--order {order} is not supported with {ctx.world_size} processes; "
-                          "use --order first (or run in one process)")
+def _check_distributed(ctx: DistributedContext, batch_size: int) -> None:
+    """A data-parallel search needs a global batch that splits evenly over the ranks."""
     if batch_size % ctx.world_size:
         raise ConfigError(f"--batch-size {batch_size} does not split evenly over "
                           f"{ctx.world_size} processes")

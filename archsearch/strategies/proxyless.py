@@ -10,6 +10,12 @@ architecture loss may add the expected cost of §3.3.1 (the expected latency),
 {"normal", "reduce"} (edges, ops) table such as a latency table); its α-gradient is exact.
 After each epoch the current α is discretised with the DARTS rule, so the log shows how
 the cell evolves.
+
+Data-parallel under `torchrun` (`archsearch.distributed`), as DARTS: every rank draws the
+same global batches and takes its slice. All ranks hold the same α and the same seeded gate
+generator, so they draw the same paths without communicating; the weight gradients of the
+sampled path and the gate gradients are averaged over the ranks before each update, so α
+and the weights stay identical on every rank.
 """
 
 from __future__ import annotations
@@ -26,11 +32,13 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from archsearch.data import TensorLoader, split_in_half
+from archsearch.distributed import DistributedContext
 from archsearch.errors import ConfigError
 from archsearch.networks.darts import check_network_size
 from archsearch.space import Arch
 from archsearch.spaces.darts import CELL_TYPES, DartsCellSpace
 from archsearch.strategies._base import EpochCallback, OneShotStrategy
+from archsearch.supernet._hypergrad import Averager
 from archsearch.supernet.proxyless import (
     Paths,
     ProxylessSupernet,
@@ -68,12 +76,15 @@ class ProxylessOptimizer:
         cost_tables: {"normal", "reduce"} → (edges, ops) cost of each op on each edge.
         cost_weight: λ of λ · E[cost] / E_uniform[cost] in the architecture loss.
         grad_clip: max global norm of the weight gradient (None: no clipping).
+        average: returns tensors' means over the ranks of a data-parallel run
+            (`DistributedContext.mean`; None: one process); the sampled path's weight
+            gradients and the gate gradients go through it before they are used.
     """
 
     def __init__(self, net: ProxylessSupernet, *, weight_optimizer: torch.optim.Optimizer,
                  arch_optimizer: torch.optim.Optimizer, generator: torch.Generator,
                  cost_tables: Mapping[str, Tensor], cost_weight: float = 0.0,
-                 grad_clip: float | None = 5.0) -> None:
+                 grad_clip: float | None = 5.0, average: Averager | None = None) -> None:
         self.net = net
         self.weight_optimizer, self.arch_optimizer = weight_optimizer, arch_optimizer
         self.generator = generator
@@ -82,6 +93,7 @@ class ProxylessOptimizer:
         self.uniform_cost = sum(float(t.mean(-1).sum()) for t in self.cost_tables.values())
         self.cost_weight = cost_weight if self.uniform_cost > 0 else 0.0
         self.grad_clip = grad_clip
+        self.average = average
 
     def weight_step(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """One SGD step on one sampled path per edge; returns (loss, logits), detached."""
@@ -90,6 +102,10 @@ class ProxylessOptimizer:
         loss = F.cross_entropy(logits, y)
         self.weight_optimizer.zero_grad(set_to_none=True)
         loss.backward()  # α is not in this graph: the gates were drawn without it
+        if self.average is not None:  # every rank ran the same path: same grads are None
+            sampled = [p for p in self.net.weight_parameters() if p.grad is not None]
+            for p, g in zip(sampled, self.average([p.grad for p in sampled]), strict=True):
+                p.grad = g
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.grad_clip)
         self.weight_optimizer.step()
@@ -102,6 +118,8 @@ class ProxylessOptimizer:
         assert paths.gates is not None
         loss = F.cross_entropy(self.net(x, paths), y)
         gate_grads = torch.autograd.grad(loss, [paths.gates[c] for c in CELL_TYPES])
+        if self.average is not None:  # the global batch's ∂L/∂g
+            gate_grads = self.average(gate_grads)
         grads = {c: pair_alpha_grad(self.net.alpha(c), paths.ops[c], g)
                  for c, g in zip(CELL_TYPES, gate_grads, strict=True)}
         loss = loss.detach()
@@ -150,6 +168,8 @@ class ProxylessNAS(OneShotStrategy):
         crop_padding, flip, cutout_length: augmentation of training batches.
         seed: seeds the initialisation, the data order and every sampled path.
         device: where the supernet runs ("cpu", "cuda:0", ...).
+        distributed: the ranks of a data-parallel search (None: one process). Each rank
+            takes `batch_size / world_size` rows of every batch; gradients are averaged.
     """
 
     def __init__(self, space: DartsCellSpace, *, epochs: int = 50, channels: int = 16,
@@ -160,7 +180,8 @@ class ProxylessNAS(OneShotStrategy):
                  arch_weight_decay: float = 0.0, arch_every: int = 1, warmup_epochs: int = 0,
                  cost_weight: float = 0.0, cost_tables: Mapping[str, Any] | None = None,
                  crop_padding: int = 0, flip: bool = False, cutout_length: int = 0,
-                 seed: int = 0, device: str | torch.device = "cpu") -> None:
+                 seed: int = 0, device: str | torch.device = "cpu",
+                 distributed: DistributedContext | None = None) -> None:
         _check_settings(space, epochs=epochs, batch_size=batch_size, lr=lr, arch_lr=arch_lr,
                         arch_betas=arch_betas, arch_every=arch_every,
                         warmup_epochs=warmup_epochs, cost_weight=cost_weight,
@@ -178,7 +199,11 @@ class ProxylessNAS(OneShotStrategy):
         self.cost_tables = None if cost_tables is None else _check_tables(space, cost_tables)
         self.augment = {"crop_padding": crop_padding, "flip": flip, "cutout_length": cutout_length}
         self.seed = seed
-        self.device = torch.device(device)
+        self.distributed = distributed or DistributedContext()
+        if self.distributed.active and batch_size % self.distributed.world_size:
+            raise ConfigError(f"--batch-size {batch_size} does not split evenly over "
+                              f"{self.distributed.world_size} processes")
+        self.device = self.distributed.device(torch.device(device))
 
     def extra_repr(self) -> str:
         cost = f", cost_weight={self.cost_weight}" if self.cost_weight else ""
@@ -202,7 +227,9 @@ class ProxylessNAS(OneShotStrategy):
         return ProxylessOptimizer(net, weight_optimizer=weight_opt, arch_optimizer=arch_opt,
                                   generator=torch.Generator().manual_seed(self.seed),
                                   cost_tables=cost_tables, cost_weight=self.cost_weight,
-                                  grad_clip=self.grad_clip)
+                                  grad_clip=self.grad_clip,
+                                  average=self.distributed.mean
+                                  if self.distributed.active else None)
 
     def search(self, x_train: Tensor, y_train: Tensor, *, num_classes: int,
                on_epoch: EpochCallback | None = None, progress: bool = True) -> ProxylessResult:
@@ -212,6 +239,8 @@ class ProxylessNAS(OneShotStrategy):
             raise ConfigError(f"--batch-size {self.batch_size} is larger than each half of the "
                               f"training data ({min(len(xw), len(xa))} examples)")
         net = self.build_supernet(num_classes=num_classes, in_channels=x_train.shape[1])
+        self.distributed.broadcast_parameters(net)  # the same seed; this makes sure of it
+        progress = progress and self.distributed.is_main
         macs = default_cost_tables(net, x_train.shape[-1])
         optimizer = self.build_optimizer(net, macs if self.cost_tables is None
                                          else self.cost_tables)
@@ -246,18 +275,24 @@ class ProxylessNAS(OneShotStrategy):
         steps = tqdm(zip(*loaders, strict=False), total=min(map(len, loaders)),
                      desc=f"epoch {epoch + 1}/{self.epochs}", unit="step", leave=False,
                      disable=not progress)
+        ctx, rows = self.distributed, self.batch_size
         for step, ((xw, yw), (xa, ya)) in enumerate(steps):
+            xw, yw, xa, ya = ctx.shard((xw, yw, xa, ya))  # this rank's rows of the global batch
+            # Every rank logs (and checks) the global batch's figures, so all stop together.
             if epoch >= self.warmup_epochs and step % self.arch_every == 0:
-                arch_loss = opt.arch_step((xa.to(self.device), ya.to(self.device)))
-                _check_finite(arch_loss, "architecture", epoch, step)
-                arch_total += arch_loss.item()
+                arch_loss = opt.arch_step((xa.to(self.device), ya.to(self.device))).item()
+                arch_loss = ctx.sum_floats(arch_loss)[0] / ctx.world_size
+                _check_finite(arch_loss, "architecture", epoch, step)  # before α is sampled
+                arch_total += arch_loss
                 arch_steps += 1
             batch = (xw.to(self.device), yw.to(self.device))
             loss, logits = opt.weight_step(batch)
-            _check_finite(loss, "training", epoch, step)
-            total += loss.item() * len(yw)
-            correct += int((logits.argmax(1) == batch[1]).sum())
-            seen += len(yw)
+            loss_sum, hits = ctx.sum_floats(loss.item(), int((logits.argmax(1) == batch[1]).sum()))
+            loss_value = loss_sum / ctx.world_size
+            _check_finite(loss_value, "training", epoch, step)
+            total += loss_value * rows
+            correct += int(hits)
+            seen += rows
         val_loss, val_acc = evaluate(net, *val_data, device=self.device)  # most likely path
         arch = net.derive()
         return {"epoch": epoch + 1, "lr": lr, "train_loss": total / seen,
@@ -269,9 +304,9 @@ class ProxylessNAS(OneShotStrategy):
                 "seconds": time.perf_counter() - start}
 
 
-def _check_finite(loss: Tensor, what: str, epoch: int, step: int) -> None:
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"{what} loss became {loss.item()} in epoch {epoch + 1}, "
+def _check_finite(loss: float, what: str, epoch: int, step: int) -> None:
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"{what} loss became {loss} in epoch {epoch + 1}, "
                                  f"step {step + 1}; lower --lr or check the data")
 
 

@@ -8,14 +8,20 @@ the DARTS supernet and the paper's two-parameter toy problem run through the sam
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from archsearch.errors import ConfigError
-from archsearch.supernet._hypergrad import HYPERGRADS, LossFn, VirtualStep, split_parameters
+from archsearch.supernet._hypergrad import (
+    HYPERGRADS,
+    Averager,
+    LossFn,
+    VirtualStep,
+    split_parameters,
+)
 
 ORDERS = ("first", "second")
 HVPS = ("finite-difference", "exact")
@@ -35,9 +41,10 @@ class BilevelOptimizer:
         hvp: for second order, "finite-difference" (eq. 8, default) or "exact".
         xi: ξ of the virtual step; None means the weight optimiser's current lr.
         grad_clip: max global norm of the weight gradient (None: no clipping).
-        reduce_grads: called with each step's gradients (α's, then w's) before they are
-            used, to change them in place: data-parallel training averages them over the
-            ranks here (`archsearch.distributed`). Clipping comes after it.
+        average: returns tensors' means over the ranks of a data-parallel run
+            (`DistributedContext.mean`; None: one process). Each step's gradients (α's,
+            then w's) are averaged before they are used (clipping comes after), and the
+            second-order gradient averages its virtual step and HVP direction with it.
     """
 
     def __init__(self, model: nn.Module, arch_names: Sequence[str], *, train_loss: LossFn,
@@ -45,7 +52,7 @@ class BilevelOptimizer:
                  arch_optimizer: torch.optim.Optimizer, order: str = "first",
                  hvp: str = "finite-difference", xi: float | None = None,
                  grad_clip: float | None = 5.0,
-                 reduce_grads: Callable[[Sequence[Tensor]], None] | None = None) -> None:
+                 average: Averager | None = None) -> None:
         if order not in ORDERS:
             raise ConfigError(f"--order must be one of {', '.join(ORDERS)}, got {order!r}")
         if hvp not in HVPS:
@@ -61,7 +68,7 @@ class BilevelOptimizer:
         self.hypergrad = HYPERGRADS["first" if order == "first" else hvp]
         self.xi = xi
         self.grad_clip = grad_clip
-        self.reduce_grads = reduce_grads
+        self.average = average
 
     def virtual_step(self) -> VirtualStep:
         """ξ, μ, λ and momentum buffers read from the weight optimiser (explicitly)."""
@@ -78,9 +85,10 @@ class BilevelOptimizer:
     def arch_step(self, train_batch: Any, val_batch: Any) -> None:
         """One update of α with the architecture gradient of the chosen order."""
         grads = self.hypergrad(self.model, self.arch_names, self.train_loss, self.val_loss,
-                               train_batch, val_batch, self.virtual_step())
-        if self.reduce_grads is not None:
-            self.reduce_grads(list(grads.values()))
+                               train_batch, val_batch, self.virtual_step(),
+                               average=self.average)
+        if self.average is not None:
+            grads = dict(zip(grads, self.average(list(grads.values())), strict=True))
         self.arch_optimizer.zero_grad(set_to_none=True)
         for name, p in self.arch.items():
             p.grad = grads[name]
@@ -91,8 +99,8 @@ class BilevelOptimizer:
         loss = self.train_loss(self.model, train_batch)
         # Only the weights' gradients: α must not accumulate a training gradient.
         grads = torch.autograd.grad(loss, list(self.weights.values()))
-        if self.reduce_grads is not None:
-            self.reduce_grads(grads)
+        if self.average is not None:
+            grads = self.average(grads)
         self.weight_optimizer.zero_grad(set_to_none=True)
         for p, g in zip(self.weights.values(), grads, strict=True):
             p.grad = g

@@ -18,6 +18,13 @@ weights and architecture parameters, with any pair of loss callables `loss(model
   ε = 0.01 / ‖∇_{w'} L_val(w', α)‖ and w± = w ± ε ∇_{w'} L_val(w', α). Low memory; the default.
 * `exact`: eq. 7 by double backward through the virtual step. The oracle in tests.
 
+Data-parallel training (`archsearch.distributed`) passes `average`, which returns tensors'
+means over the ranks (differentiably). The second-order functions average what must be the
+same on every rank: ∇w L_train of the virtual step (so every rank holds the same w') and
+∇w' L_val (so every rank perturbs w along the same direction with the same ε). What stays
+per rank is linear in the rank's own batch: ∇α L_val and the finite-difference quotient,
+whose mean over the ranks (taken by the caller) is the global batch's.
+
 No model is copied and no live tensor is changed: every substituted set of weights goes
 through `torch.func.functional_call`, and buffers (BN running statistics) are given as
 clones, so these passes leave the module's state bit-identical. Only the architecture
@@ -37,6 +44,7 @@ from torch.func import functional_call
 
 LossFn = Callable[[nn.Module, Any], Tensor]
 Grads = dict[str, Tensor]
+Averager = Callable[[Sequence[Tensor]], list[Tensor]]
 
 
 @dataclass
@@ -100,8 +108,9 @@ def loss_at(model: nn.Module, loss_fn: LossFn, batch: Any,
 
 def first_order(model: nn.Module, arch_names: Sequence[str], train_loss: LossFn,
                 val_loss: LossFn, train_batch: Any, val_batch: Any,
-                step: VirtualStep) -> Grads:
-    """∇_α L_val(w, α): the first-order approximation (ξ = 0); `train_*` and `step` unused."""
+                step: VirtualStep, *, average: Averager | None = None) -> Grads:
+    """∇_α L_val(w, α): the first-order approximation (ξ = 0); `train_*` and `step` unused,
+    and `average` too (the result is the rank's own; the caller averages it)."""
     weights, arch = split_parameters(model, arch_names)
     # Detached weights: autograd then computes no weight gradient at all.
     loss = loss_at(model, val_loss, val_batch, {n: w.detach() for n, w in weights.items()})
@@ -109,9 +118,12 @@ def first_order(model: nn.Module, arch_names: Sequence[str], train_loss: LossFn,
 
 
 def _virtual_weights(model: nn.Module, weights: Grads, train_loss: LossFn, train_batch: Any,
-                     step: VirtualStep, *, create_graph: bool) -> dict[str, Tensor]:
+                     step: VirtualStep, *, create_graph: bool,
+                     average: Averager | None) -> dict[str, Tensor]:
     loss = loss_at(model, train_loss, train_batch)
     grads = torch.autograd.grad(loss, list(weights.values()), create_graph=create_graph)
+    if average is not None:  # the global batch's ∇w L_train: the same w' on every rank
+        grads = average(grads)
     if not create_graph:
         return {n: w.detach() for n, w in step.apply(
             {n: w.detach() for n, w in weights.items()}, grads).items()}
@@ -120,7 +132,8 @@ def _virtual_weights(model: nn.Module, weights: Grads, train_loss: LossFn, train
 
 def finite_difference(model: nn.Module, arch_names: Sequence[str], train_loss: LossFn,
                       val_loss: LossFn, train_batch: Any, val_batch: Any,
-                      step: VirtualStep, *, radius: float = 0.01) -> Grads:
+                      step: VirtualStep, *, radius: float = 0.01,
+                      average: Averager | None = None) -> Grads:
     """Eq. 7 with the Hessian-vector product by central finite differences (eq. 8).
 
     `radius` is the paper's r in ε = r / ‖∇_{w'} L_val‖ (0.01). On ReLU networks a step of
@@ -130,10 +143,13 @@ def finite_difference(model: nn.Module, arch_names: Sequence[str], train_loss: L
     weights, arch = split_parameters(model, arch_names)
     # w' (eq. 6), as leaves: we want ∇_{w'} L_val and ∇_α L_val from one backward pass.
     virtual = {n: w.requires_grad_() for n, w in _virtual_weights(
-        model, weights, train_loss, train_batch, step, create_graph=False).items()}
+        model, weights, train_loss, train_batch, step, create_graph=False,
+        average=average).items()}
     val = loss_at(model, val_loss, val_batch, virtual)
     grads = torch.autograd.grad(val, [*arch.values(), *virtual.values()])
     d_arch, d_virtual = grads[:len(arch)], grads[len(arch):]
+    if average is not None:  # one direction and one ε for all ranks
+        d_virtual = tuple(average(d_virtual))
     if step.xi == 0:
         return dict(zip(arch, d_arch, strict=True))
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in d_virtual]))
@@ -152,10 +168,13 @@ def finite_difference(model: nn.Module, arch_names: Sequence[str], train_loss: L
 
 
 def exact(model: nn.Module, arch_names: Sequence[str], train_loss: LossFn, val_loss: LossFn,
-          train_batch: Any, val_batch: Any, step: VirtualStep) -> Grads:
-    """Eq. 7 exactly: ∇_α L_val(w'(α), α), differentiating through the virtual step."""
+          train_batch: Any, val_batch: Any, step: VirtualStep, *,
+          average: Averager | None = None) -> Grads:
+    """Eq. 7 exactly: ∇_α L_val(w'(α), α), differentiating through the virtual step (and,
+    data-parallel, through the average of the ranks' ∇w L_train, see `DistributedContext.mean`)."""
     weights, arch = split_parameters(model, arch_names)
-    virtual = _virtual_weights(model, weights, train_loss, train_batch, step, create_graph=True)
+    virtual = _virtual_weights(model, weights, train_loss, train_batch, step, create_graph=True,
+                               average=average)
     val = loss_at(model, val_loss, val_batch, virtual)
     return dict(zip(arch, torch.autograd.grad(val, list(arch.values())), strict=True))
 

@@ -18,6 +18,7 @@ def test_macs_of_a_small_network_by_hand():
         nn.Linear(8, 10),                           # 80
     )
     assert count_macs(net, (3, 8, 8)) == 13_824 + 4_608 + 80
+    assert count_macs(net.double(), (3, 8, 8)) == 13_824 + 4_608 + 80  # input in its dtype
     assert num_params(net) == 3 * 8 * 9 + 8 + 16 + 8 * 9 + 8 + 8 * 10 + 10
 
 
