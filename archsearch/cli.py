@@ -14,9 +14,9 @@
 ARCH is a named cell (darts_v1, darts_v2), an architecture JSON file, or a search run
 directory. Bad input ends with a one-line error on stderr and exit code 2; a run stopped
 by a diverging loss ends with one line and exit code 1, Ctrl-C with exit code 130.
-`--resume RUN_DIR` continues an interrupted search (DARTS or multi-trial) or training run
-from its last checkpoint with the settings of its config.json; resuming a finished run
-says so and exits 0.
+`--resume RUN_DIR` continues an interrupted search (DARTS, ProxylessNAS or multi-trial) or
+training run from its last checkpoint with the settings of its config.json; resuming a
+finished run says so and exits 0.
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ from archsearch.networks.darts import check_network_size
 from archsearch.space import Arch, SearchSpace
 from archsearch.spaces.darts import NAMED_CELLS, DartsCellSpace
 from archsearch.storage import atomic_write_bytes, atomic_write_json, prepare_run_dir
-from archsearch.strategies.darts import DARTS, SEARCH_CHECKPOINT, SEARCH_CHECKPOINT_KEYS
+from archsearch.strategies._search_checkpoint import SEARCH_CHECKPOINT, SEARCH_CHECKPOINT_KEYS
+from archsearch.strategies.darts import DARTS
 from archsearch.strategies.proxyless import ProxylessNAS
 from archsearch.train import (
     CHECKPOINT_NAME,
@@ -193,9 +194,6 @@ def _run_search(s: dict[str, Any], out: Path, ctx: DistributedContext, device: t
     space = DartsCellSpace(nodes=s["nodes"], ops=s["ops"])
     data = load_dataset(s["dataset"], s["data_dir"], seed=s["seed"])
     strategy = one_shot_strategy(s, space, device, augmentation(data), distributed=ctx)
-    if resume and not isinstance(strategy, DARTS):
-        raise ConfigError(f"--resume {out}: a ProxylessNAS search keeps no checkpoints; "
-                          "start it again")
     _check_batch(s["batch_size"], len(data.x_train) // 2)
     state = _read_checkpoint(out, SEARCH_CHECKPOINT, SEARCH_CHECKPOINT_KEYS) if resume else None
     # A search run may hold the retraining of its cell in retrain/: --overwrite replaces both.
@@ -214,11 +212,10 @@ def _run_search(s: dict[str, Any], out: Path, ctx: DistributedContext, device: t
         save_checkpoint(out / CHECKPOINT_NAME, doc)
         history.append(doc["history"][-1])
 
-    resumable = {"on_checkpoint": checkpoint, "resume": state} \
-        if isinstance(strategy, DARTS) else {}
     try:
         result = strategy.search(data.x_train, data.y_train, num_classes=data.num_classes,
-                                 on_epoch=epoch_log.append, progress=progress, **resumable)
+                                 on_epoch=epoch_log.append, progress=progress,
+                                 on_checkpoint=checkpoint, resume=state)
     except FloatingPointError as exc:
         raise FloatingPointError(f"{exc}; {last_good(out / CHECKPOINT_NAME, len(history))}") \
             from None
@@ -268,7 +265,8 @@ def draw_pictures(out: Path, log: Log) -> None:
 
 
 def resume_search(out: Path, *, progress: bool = True, log: Log = print) -> Arch:
-    """Continue the DARTS search in `out` (and its retraining, if it was started with one).
+    """Continue the one-shot search (DARTS or ProxylessNAS) in `out` (and its retraining, if it
+    was started with one).
 
     A finished search is not run again: it says so, and its retraining is continued or
     started if the search asked for one and it has not finished.

@@ -32,18 +32,15 @@ from tqdm.auto import tqdm
 
 from archsearch.data import TensorLoader, split_in_half
 from archsearch.distributed import DistributedContext
-from archsearch.errors import ArchsearchError, ConfigError
+from archsearch.errors import ConfigError
 from archsearch.networks.darts import check_network_size
 from archsearch.space import Arch
 from archsearch.spaces.darts import DartsCellSpace
 from archsearch.strategies._base import EpochCallback, OneShotStrategy
+from archsearch.strategies._search_checkpoint import restore_search, search_checkpoint
 from archsearch.supernet import BilevelOptimizer, DartsSupernet
 from archsearch.supernet.cost import expected_macs, op_macs_table
-from archsearch.train import MAX_LOSS, check_loss, cosine_lr, evaluate, rng_state, set_rng_state
-from archsearch.train._checkpoint import load_module_state
-
-SEARCH_CHECKPOINT = "archsearch.search-checkpoint/1"
-SEARCH_CHECKPOINT_KEYS = ("epoch", "supernet", "optimizers", "loaders", "rng", "history")
+from archsearch.train import MAX_LOSS, check_loss, cosine_lr, evaluate
 
 
 @dataclass
@@ -193,28 +190,12 @@ class DARTS(OneShotStrategy):
     def _checkpoint(self, net: DartsSupernet, optimizer: BilevelOptimizer,
                     loaders: Mapping[str, TensorLoader],
                     history: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"format": SEARCH_CHECKPOINT, "epoch": len(history),
-                "supernet": net.state_dict(),  # w and α (registered parameters)
-                "optimizers": optimizer.state_dict(),
-                "loaders": {name: loader.state_dict() for name, loader in loaders.items()},
-                "rng": rng_state(self.device), "history": list(history)}
+        return search_checkpoint(net, optimizer.state_dict(), loaders, history, self.device)
 
     def _restore(self, doc: Mapping[str, Any], net: DartsSupernet, optimizer: BilevelOptimizer,
                  loaders: Mapping[str, TensorLoader]) -> list[dict[str, Any]]:
-        history = doc["history"]
-        if not isinstance(history, list) or doc["epoch"] != len(history) or \
-                len(history) > self.epochs:
-            raise ConfigError(f"checkpoint at epoch {doc['epoch']!r} does not fit a search of "
-                              f"{self.epochs} epochs")
-        load_module_state(net, doc["supernet"], source="checkpoint")
-        optimizer.load_state_dict(doc["optimizers"])
-        try:
-            for name, loader in loaders.items():
-                loader.load_state_dict(doc["loaders"][name])
-        except (KeyError, TypeError, ArchsearchError) as exc:
-            raise ConfigError(f"checkpoint holds no usable loader state ({exc})") from None
-        set_rng_state(doc["rng"], self.device)
-        return [dict(record) for record in history]
+        return restore_search(doc, net, optimizer.load_state_dict, loaders, epochs=self.epochs,
+                              device=self.device)
 
     def _bilevel(self, net: DartsSupernet, stash: dict[str, Tensor]) -> BilevelOptimizer:
         def loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ from archsearch.networks.darts import check_network_size
 from archsearch.space import Arch
 from archsearch.spaces.darts import CELL_TYPES, DartsCellSpace
 from archsearch.strategies._base import EpochCallback, OneShotStrategy
+from archsearch.strategies._search_checkpoint import restore_search, search_checkpoint
 from archsearch.supernet._hypergrad import Averager
 from archsearch.supernet.proxyless import (
     Paths,
@@ -132,6 +133,23 @@ class ProxylessOptimizer:
             penalty = scale * expected_cost(self.net, self.cost_tables).detach()
             loss = loss + penalty.to(loss.dtype)
         return grads, paths, loss
+
+    def state_dict(self) -> dict[str, Any]:
+        """Both optimisers' states and the gate generator's: with the supernet's own
+        `state_dict` everything the next step depends on (same paths, same updates)."""
+        return {"weight_optimizer": self.weight_optimizer.state_dict(),
+                "arch_optimizer": self.arch_optimizer.state_dict(),
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; a state that does not fit is a ConfigError."""
+        try:
+            self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+            self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+            self.generator.set_state(state["generator"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"optimiser state does not fit this search ({first})") from None
 
     def arch_step(self, batch: Batch) -> Tensor:
         """One update of α from two sampled paths per edge; returns the architecture loss."""
@@ -232,8 +250,21 @@ class ProxylessNAS(OneShotStrategy):
                                   if self.distributed.active else None)
 
     def search(self, x_train: Tensor, y_train: Tensor, *, num_classes: int,
-               on_epoch: EpochCallback | None = None, progress: bool = True) -> ProxylessResult:
-        """Search on `x_train` (N, C, H, W), split in halves for w and α."""
+               on_epoch: EpochCallback | None = None, progress: bool = True,
+               on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+               resume: Mapping[str, Any] | None = None) -> ProxylessResult:
+        """Search on `x_train` (N, C, H, W), split in halves for w and α.
+
+        Args:
+            x_train, y_train: the training split (the test split is never seen).
+            num_classes: K.
+            on_epoch: called with each epoch's record (losses, accuracies, α, genotype).
+            progress: show progress bars.
+            on_checkpoint: called after each epoch, before `on_epoch`, with a checkpoint
+                document (`strategies._search_checkpoint`; `torch.save` it).
+            resume: such a document: the search continues after its epoch, exactly as the
+                uninterrupted search would have.
+        """
         (xw, yw), (xa, ya) = split_in_half(x_train, y_train, seed=self.seed)
         if min(len(xw), len(xa)) < self.batch_size:
             raise ConfigError(f"--batch-size {self.batch_size} is larger than each half of the "
@@ -244,18 +275,26 @@ class ProxylessNAS(OneShotStrategy):
         macs = default_cost_tables(net, x_train.shape[-1])
         optimizer = self.build_optimizer(net, macs if self.cost_tables is None
                                          else self.cost_tables)
-        loaders = (TensorLoader(xw, yw, batch_size=self.batch_size, seed=self.seed,
-                                drop_last=True, **self.augment),
-                   TensorLoader(xa, ya, batch_size=self.batch_size, seed=self.seed + 10_000,
-                                drop_last=True, **self.augment))
+        loaders = {"weights": TensorLoader(xw, yw, batch_size=self.batch_size, seed=self.seed,
+                                           drop_last=True, **self.augment),
+                   "arch": TensorLoader(xa, ya, batch_size=self.batch_size,
+                                        seed=self.seed + 10_000, drop_last=True, **self.augment)}
         history: list[dict[str, Any]] = []
-        epochs = tqdm(range(self.epochs), desc="search", unit="epoch", disable=not progress)
+        if resume is not None:
+            history = restore_search(resume, net, optimizer.load_state_dict, loaders,
+                                     epochs=self.epochs, device=self.device)
+        epochs = tqdm(range(len(history), self.epochs), desc="search", unit="epoch",
+                      initial=len(history), total=self.epochs, disable=not progress)
         for epoch in epochs:
-            record = self._epoch(optimizer, loaders, (xa, ya), epoch, progress)
+            record = self._epoch(optimizer, (loaders["weights"], loaders["arch"]), (xa, ya),
+                                 epoch, progress)
             record["expected_macs"] = float(expected_cost(net, macs).detach())
             history.append(record)
             epochs.set_postfix(loss=f"{record['train_loss']:.3f}",
                                val_acc=f"{record['val_accuracy']:.3f}")
+            if on_checkpoint is not None:
+                on_checkpoint(search_checkpoint(net, optimizer.state_dict(), loaders, history,
+                                                self.device))
             if on_epoch is not None:
                 on_epoch(record)
         return ProxylessResult(arch=net.derive(), alphas=net.alphas(), history=history,

@@ -52,7 +52,7 @@ def test_latency_table_is_the_penalised_cost(tmp_path: Path, table: Path,
     assert 0 < expected_ms < 10 * whole_network_ms
 
 
-def test_proxyless_refuses_darts_only_flags_and_resume(tmp_path: Path, capsys) -> None:
+def test_proxyless_refuses_darts_only_flags(tmp_path: Path, capsys) -> None:
     assert cli.main([*TINY, "--strategy", "proxyless", "--order", "second",
                      "--out", str(tmp_path / "a")]) == 2
     assert "--order" in capsys.readouterr().err

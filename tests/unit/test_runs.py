@@ -270,9 +270,11 @@ def _quiet(_: str) -> None:
     pass
 
 
+@pytest.mark.parametrize("method", ["darts", "proxyless"])
 def test_resumed_search_equals_the_uninterrupted_one(tiny_npz: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = _search_settings(tiny_npz)
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     method: str) -> None:
+    settings = _search_settings(tiny_npz, method=method)
     straight = tmp_path / "straight"
     arch = runs.run_search(settings, straight, progress=False, log=_quiet)
     save = runs.save_checkpoint

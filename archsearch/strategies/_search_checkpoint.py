@@ -1,0 +1,60 @@
+"""Checkpoints of one-shot searches (DARTS, ProxylessNAS): all that a later epoch depends on.
+
+A checkpoint document holds the supernet's `state_dict` (weights and α), the optimisers'
+state (as the strategy's optimiser object gives it: momentum buffers, Adam moments, and for
+ProxylessNAS the gate generator), the loaders' positions and shuffling generators, the global
+RNG states and the epoch history. Restoring all of it into a freshly built search continues
+the exact sequence of updates an uninterrupted search would have made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from archsearch.data import TensorLoader
+from archsearch.errors import ArchsearchError, ConfigError
+from archsearch.train import rng_state, set_rng_state
+from archsearch.train._checkpoint import load_module_state
+
+SEARCH_CHECKPOINT = "archsearch.search-checkpoint/1"
+SEARCH_CHECKPOINT_KEYS = ("epoch", "supernet", "optimizers", "loaders", "rng", "history")
+
+
+def search_checkpoint(net: nn.Module, optimizer_state: Mapping[str, Any],
+                      loaders: Mapping[str, TensorLoader], history: list[dict[str, Any]],
+                      device: torch.device) -> dict[str, Any]:
+    """The document of a search after `len(history)` epochs (tensors and plain values)."""
+    return {"format": SEARCH_CHECKPOINT, "epoch": len(history),
+            "supernet": net.state_dict(),  # w and α (registered parameters)
+            "optimizers": dict(optimizer_state),
+            "loaders": {name: loader.state_dict() for name, loader in loaders.items()},
+            "rng": rng_state(device), "history": list(history)}
+
+
+def restore_search(doc: Mapping[str, Any], net: nn.Module,
+                   load_optimizer: Callable[[Mapping[str, Any]], None],
+                   loaders: Mapping[str, TensorLoader], *, epochs: int,
+                   device: torch.device) -> list[dict[str, Any]]:
+    """Load a `search_checkpoint` document into a freshly built search; returns its history.
+
+    Raises:
+        ConfigError: the document does not fit a search of `epochs` epochs, this supernet,
+            these optimisers or loaders (one line).
+    """
+    history = doc["history"]
+    if not isinstance(history, list) or doc["epoch"] != len(history) or len(history) > epochs:
+        raise ConfigError(f"checkpoint at epoch {doc['epoch']!r} does not fit a search of "
+                          f"{epochs} epochs")
+    load_module_state(net, doc["supernet"], source="checkpoint")
+    load_optimizer(doc["optimizers"])
+    try:
+        for name, loader in loaders.items():
+            loader.load_state_dict(doc["loaders"][name])
+    except (KeyError, TypeError, ArchsearchError) as exc:
+        raise ConfigError(f"checkpoint holds no usable loader state ({exc})") from None
+    set_rng_state(doc["rng"], device)
+    return [dict(record) for record in history]
