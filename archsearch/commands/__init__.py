@@ -1,4 +1,4 @@
-"""Subcommands of the `archsearch` CLI that live in their own files.
+"""The subcommands of the `archsearch` CLI, one per file (`_shared` holds what they share).
 
 Each public module here has `register(subparsers)`: it adds one subcommand with
 `subparsers.add_parser(name, help=...)` and sets `run=<handler>` via `set_defaults`. The

@@ -18,6 +18,8 @@ import pytest
 import torch
 
 from archsearch import cli, runs
+from archsearch.commands import search as search_command
+from archsearch.commands import train as train_command
 from archsearch.space import Arch
 from archsearch.spaces import DartsCellSpace
 
@@ -459,7 +461,7 @@ def test_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str],
 
 
 def _train_settings(*argv: str) -> dict[str, Any]:
-    return cli._train_settings(cli._parser().parse_args(["train", "darts_v2", *argv]))
+    return train_command.train_settings(cli.build_parser().parse_args(["train", "darts_v2", *argv]))
 
 
 def test_train_recipe_follows_the_dataset() -> None:
@@ -488,8 +490,8 @@ def test_train_flags_override_the_recipe() -> None:
 
 
 def test_search_retrain_settings_use_the_recipe() -> None:
-    args = cli._parser().parse_args(["search", "--retrain", "--retrain-epochs", "2"])
-    retrain = cli._search_settings(args)["retrain"]
+    args = cli.build_parser().parse_args(["search", "--retrain", "--retrain-epochs", "2"])
+    retrain = search_command.search_settings(args)["retrain"]
     assert (retrain["recipe"], retrain["epochs"], retrain["channels"]) == ("quick", 2, 16)
 
 
