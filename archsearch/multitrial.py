@@ -280,9 +280,9 @@ def run_multitrial(settings: Mapping[str, Any], out: Path, *, resume: bool = Fal
     with executor_for_run(s, evaluator, log) as executor:
         if not resume:
             out = prepare_run_dir(out, overwrite=overwrite)
-            from archsearch.runs import _meta
+            from archsearch.runs import run_meta
 
-            atomic_write_json(out / "config.json", _meta("search", s))
+            atomic_write_json(out / "config.json", run_meta("search", s))
         log(f"search: {strategy!r} on {space!r}, evaluator {s['evaluator']} on "
             f"{data.describe()} -> {out}")
         if constraints:

@@ -129,7 +129,7 @@ def handler(args: argparse.Namespace) -> int:
         return _multitrial(args)
     settings = search_settings(args)
     if settings["retrain"] is not None:  # fail before a long search, not after it
-        runs.checktrain_settings(settings["retrain"])
+        runs.check_train_settings(settings["retrain"])
     out = out_dir(args)
     arch = runs.run_search(settings, out, progress=not args.quiet, overwrite=args.overwrite)
     if settings["retrain"] is not None:

@@ -366,6 +366,8 @@ BAD_SEARCH = {
     "device-cuda": ["--device", "cuda"],
     "channels-odd": ["--channels", "7"],
     "layers-2": ["--layers", "2"],
+    # checked before the search starts, not after it
+    "retrain-channels-odd": ["--retrain", "--retrain-channels", "7"],
 }
 
 BAD_TRAIN = {

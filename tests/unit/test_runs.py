@@ -11,10 +11,13 @@ import pytest
 import torch
 
 from archsearch import runs
+from archsearch.data import load_dataset
 from archsearch.errors import ArchError, ArchsearchError, ConfigError
+from archsearch.runs import search as search_runs
 from archsearch.space import Arch
 from archsearch.spaces import DartsCellSpace
 from archsearch.spaces.darts import NAMED_CELLS
+from archsearch.train import Trainer
 
 
 def _doc(name: str = "darts_v2") -> dict[str, Any]:
@@ -277,7 +280,7 @@ def test_resumed_search_equals_the_uninterrupted_one(tiny_npz: Path, tmp_path: P
     settings = _search_settings(tiny_npz, method=method)
     straight = tmp_path / "straight"
     arch = runs.run_search(settings, straight, progress=False, log=_quiet)
-    save = runs.save_checkpoint
+    save = search_runs.save_checkpoint
 
     def save_then_die(path: Path, doc: dict[str, Any]) -> None:
         save(path, doc)
@@ -285,7 +288,7 @@ def test_resumed_search_equals_the_uninterrupted_one(tiny_npz: Path, tmp_path: P
             raise _Stop  # killed after the checkpoint, before the epoch reached the log
 
     cut = tmp_path / "cut"
-    monkeypatch.setattr(runs, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(search_runs, "save_checkpoint", save_then_die)
     with pytest.raises(_Stop):
         runs.run_search(settings, cut, progress=False, log=_quiet)
     monkeypatch.undo()
@@ -344,8 +347,8 @@ def test_train_run_writes_the_model_file_with_last_and_best_weights(tiny_npz: Pa
     for weights, accuracy in ((doc["state_dict"], metrics["test_accuracy"]),
                               (doc["best_state_dict"], metrics["best_test_accuracy"])):
         model.load_state_dict(weights)
-        data = runs.load_dataset("npz", str(tiny_npz), seed=0)
-        assert runs.Trainer(progress=False).evaluate(model, data.x_test, data.y_test)[
+        data = load_dataset("npz", str(tiny_npz), seed=0)
+        assert Trainer(progress=False).evaluate(model, data.x_test, data.y_test)[
             "accuracy"] == accuracy
 
 
