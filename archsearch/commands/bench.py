@@ -48,6 +48,7 @@ def handler(args: argparse.Namespace) -> int:
     from archsearch import bench, bench_proxy, bench_report
     from archsearch.benchmarks import NasBench201Table, find_nb201_dir
     from archsearch.spaces.nasbench201 import NasBench201Space
+    from archsearch.spaces.nasbench201_subset import TableSubspace
 
     table = NasBench201Table.load(find_nb201_dir(args.data_dir), expect_rows=None)
     if args.proxy_correlation:
@@ -59,7 +60,7 @@ def handler(args: argparse.Namespace) -> int:
         return 0
     space = NasBench201Space()
     if not table.is_complete:  # a fixture or a subset: search only the cells it holds
-        space = bench.TableSubspace(table)
+        space = TableSubspace(table)
         print(f"archsearch: note: {table.data_dir} holds {len(table)} of 15,625 cells; "
               "searching those", file=sys.stderr)
     queries = args.queries if args.queries is not None or args.seconds is not None else 150

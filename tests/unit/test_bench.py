@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from archsearch import Budget, search
-from archsearch.bench import TableSubspace, parse_strategy_args, run_bench
+from archsearch.bench import parse_strategy_args, run_bench
 from archsearch.bench_proxy import ProxyEvolution, proxy_correlation
 from archsearch.benchmarks import NasBench201Table
 from archsearch.cli import main
 from archsearch.errors import ConfigError
 from archsearch.evaluators import TableEvaluator
+from archsearch.spaces.nasbench201_subset import TableSubspace
 from archsearch.strategies import RandomSearch
 
 ROOT = Path(__file__).resolve().parents[2]
