@@ -29,7 +29,7 @@ from archsearch.runs.train import resume_train, run_train
 from archsearch.space import Arch
 from archsearch.spaces.darts import DartsCellSpace
 from archsearch.storage import atomic_write_bytes, atomic_write_json
-from archsearch.strategies._search_checkpoint import SEARCH_CHECKPOINT, SEARCH_CHECKPOINT_KEYS
+from archsearch.strategies._one_shot import SEARCH_CHECKPOINT, SEARCH_CHECKPOINT_KEYS
 from archsearch.strategies.darts import DARTS
 from archsearch.strategies.proxyless import ProxylessNAS
 from archsearch.train import (

@@ -30,14 +30,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from archsearch.data import TensorLoader, split_in_half
+from archsearch.data import TensorLoader
 from archsearch.distributed import DistributedContext
 from archsearch.errors import ConfigError
 from archsearch.networks.darts import check_network_size
 from archsearch.space import Arch
 from archsearch.spaces.darts import DartsCellSpace
 from archsearch.strategies._base import EpochCallback, OneShotStrategy
-from archsearch.strategies._search_checkpoint import restore_search, search_checkpoint
+from archsearch.strategies._one_shot import (
+    restore_search,
+    search_checkpoint,
+    search_loaders,
+)
 from archsearch.supernet import BilevelOptimizer, DartsSupernet
 from archsearch.supernet.cost import expected_macs, op_macs_table
 from archsearch.train import MAX_LOSS, check_loss, cosine_lr, evaluate
@@ -149,17 +153,11 @@ class DARTS(OneShotStrategy):
             FloatingPointError: the loss became NaN, infinite or above `max_loss` (naming
                 the epoch and step), or α or the validation loss became non-finite.
         """
-        (xw, yw), (xa, ya) = split_in_half(x_train, y_train, seed=self.seed)
-        if min(len(xw), len(xa)) < self.batch_size:
-            raise ConfigError(f"--batch-size {self.batch_size} is larger than each half of the "
-                              f"training data ({min(len(xw), len(xa))} examples)")
+        loaders, (xa, ya) = search_loaders(x_train, y_train, batch_size=self.batch_size,
+                                           seed=self.seed, augment=self.augment)
         net = self.build_supernet(num_classes=num_classes, in_channels=x_train.shape[1])
         self.distributed.broadcast_parameters(net)  # the same seed; this makes sure of it
         progress = progress and self.distributed.is_main
-        loaders = {"weights": TensorLoader(xw, yw, batch_size=self.batch_size, seed=self.seed,
-                                           drop_last=True, **self.augment),
-                   "arch": TensorLoader(xa, ya, batch_size=self.batch_size,
-                                        seed=self.seed + 10_000, drop_last=True, **self.augment)}
         stash: dict[str, Tensor] = {}
         self._macs_tables = op_macs_table(net, x_train.shape[-1])
         self._cost_tables = self._macs_tables if self.cost_tables is None else \

@@ -31,14 +31,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from archsearch.data import TensorLoader, split_in_half
+from archsearch.data import TensorLoader
 from archsearch.distributed import DistributedContext
 from archsearch.errors import ConfigError
 from archsearch.networks.darts import check_network_size
 from archsearch.space import Arch
 from archsearch.spaces.darts import CELL_TYPES, DartsCellSpace
 from archsearch.strategies._base import EpochCallback, OneShotStrategy
-from archsearch.strategies._search_checkpoint import restore_search, search_checkpoint
+from archsearch.strategies._one_shot import (
+    restore_search,
+    search_checkpoint,
+    search_loaders,
+)
 from archsearch.supernet._hypergrad import Averager
 from archsearch.supernet.proxyless import (
     Paths,
@@ -261,24 +265,18 @@ class ProxylessNAS(OneShotStrategy):
             on_epoch: called with each epoch's record (losses, accuracies, α, genotype).
             progress: show progress bars.
             on_checkpoint: called after each epoch, before `on_epoch`, with a checkpoint
-                document (`strategies._search_checkpoint`; `torch.save` it).
+                document (`strategies._one_shot`; `torch.save` it).
             resume: such a document: the search continues after its epoch, exactly as the
                 uninterrupted search would have.
         """
-        (xw, yw), (xa, ya) = split_in_half(x_train, y_train, seed=self.seed)
-        if min(len(xw), len(xa)) < self.batch_size:
-            raise ConfigError(f"--batch-size {self.batch_size} is larger than each half of the "
-                              f"training data ({min(len(xw), len(xa))} examples)")
+        loaders, (xa, ya) = search_loaders(x_train, y_train, batch_size=self.batch_size,
+                                           seed=self.seed, augment=self.augment)
         net = self.build_supernet(num_classes=num_classes, in_channels=x_train.shape[1])
         self.distributed.broadcast_parameters(net)  # the same seed; this makes sure of it
         progress = progress and self.distributed.is_main
         macs = default_cost_tables(net, x_train.shape[-1])
         optimizer = self.build_optimizer(net, macs if self.cost_tables is None
                                          else self.cost_tables)
-        loaders = {"weights": TensorLoader(xw, yw, batch_size=self.batch_size, seed=self.seed,
-                                           drop_last=True, **self.augment),
-                   "arch": TensorLoader(xa, ya, batch_size=self.batch_size,
-                                        seed=self.seed + 10_000, drop_last=True, **self.augment)}
         history: list[dict[str, Any]] = []
         if resume is not None:
             history = restore_search(resume, net, optimizer.load_state_dict, loaders,

@@ -1,4 +1,5 @@
-"""Checkpoints of one-shot searches (DARTS, ProxylessNAS): all that a later epoch depends on.
+"""What the one-shot searches (DARTS, ProxylessNAS) share: the data halves and their loaders
+(§3.1 of DARTS: half of the training split trains w, the other half α), and checkpoints.
 
 A checkpoint document holds the supernet's `state_dict` (weights and α), the optimisers'
 state (as the strategy's optimiser object gives it: momentum buffers, Adam moments, and for
@@ -13,15 +14,36 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from archsearch.data import TensorLoader
+from archsearch.data import TensorLoader, split_in_half
 from archsearch.errors import ArchsearchError, ConfigError
 from archsearch.train import rng_state, set_rng_state
 from archsearch.train._checkpoint import load_module_state
 
 SEARCH_CHECKPOINT = "archsearch.search-checkpoint/1"
 SEARCH_CHECKPOINT_KEYS = ("epoch", "supernet", "optimizers", "loaders", "rng", "history")
+
+
+def search_loaders(x_train: Tensor, y_train: Tensor, *, batch_size: int, seed: int,
+                   augment: Mapping[str, Any]) -> tuple[dict[str, TensorLoader],
+                                                        tuple[Tensor, Tensor]]:
+    """({"weights": loader of the w-half, "arch": loader of the α-half}, the α-half itself,
+    which is also the validation data of the epoch records). Both loaders drop the last
+    partial batch, so every step sees `batch_size` rows (a data-parallel search splits them).
+
+    Raises:
+        ConfigError: a batch is larger than a half.
+    """
+    (xw, yw), (xa, ya) = split_in_half(x_train, y_train, seed=seed)
+    if min(len(xw), len(xa)) < batch_size:
+        raise ConfigError(f"--batch-size {batch_size} is larger than each half of the "
+                          f"training data ({min(len(xw), len(xa))} examples)")
+    loaders = {"weights": TensorLoader(xw, yw, batch_size=batch_size, seed=seed,
+                                       drop_last=True, **augment),
+               "arch": TensorLoader(xa, ya, batch_size=batch_size, seed=seed + 10_000,
+                                    drop_last=True, **augment)}
+    return loaders, (xa, ya)
 
 
 def search_checkpoint(net: nn.Module, optimizer_state: Mapping[str, Any],
