@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from archsearch.errors import ConfigError
 from archsearch.space import Arch
-from archsearch.storage import JsonlLog, atomic_write_json, atomic_write_text
+from archsearch.storage import JsonlLog, atomic_write_json
 from archsearch.strategies._base import SampleStrategy
 
 if TYPE_CHECKING:
@@ -43,27 +43,8 @@ class _Journal:
     def records(self) -> list[dict[str, Any]]:
         """The journal's records. A last line cut short by a crash mid-write (no newline at
         the end) is dropped from the file — that trial is simply run again; a malformed
-        complete line is corruption and an error."""
-        if self.log is None or not self.log.path.exists():
-            return []
-        path = self.log.path
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path} is not UTF-8 text; it is not a journal") from None
-        if text and not text.endswith("\n"):
-            text = text[:text.rfind("\n") + 1]
-            atomic_write_text(path, text)
-        records = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path} is corrupt (line {number}): {exc.msg}") from None
-            if not isinstance(record, dict):
-                raise ConfigError(f"{path} is corrupt (line {number}): not a JSON object")
-            records.append(record)
-        return records
+        complete line is corruption and an error (`storage.read_jsonl`)."""
+        return [] if self.log is None else self.log.read(repair=True)
 
     def snapshot(self) -> dict[str, Any] | None:
         path = None if self.dir is None else self.dir / STRATEGY_STATE

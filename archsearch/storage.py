@@ -71,14 +71,46 @@ class JsonlLog:
             f.flush()
             os.fsync(f.fileno())
 
-    def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        records = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                records.append(json.loads(line))
-        return records
+    def read(self, *, repair: bool = False) -> list[dict[str, Any]]:
+        """The records so far ([] before the first); see `read_jsonl`."""
+        return read_jsonl(self.path, repair=repair) if self.path.exists() else []
+
+
+def read_jsonl(path: str | Path, *, repair: bool = False) -> list[dict[str, Any]]:
+    """The records of a JSON Lines file: one JSON object per line, blank lines skipped.
+
+    A last line without its newline is a record cut short by a crash mid-write (or being
+    written right now): it is left out, and with `repair` also cut from the file, so that
+    later appends start on a line of their own. Any other bad line is corruption.
+
+    Raises:
+        ConfigError: the file cannot be read, is not UTF-8, or has a line that is not a
+            JSON object — in one line naming the file and the line number.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
+    if text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+        if repair:
+            atomic_write_text(path, text)
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is corrupt: line {number} is not valid JSON "
+                              f"({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise ConfigError(f"{path} is corrupt: line {number} is not a JSON object")
+        records.append(record)
+    return records
 
 
 def prepare_run_dir(path: str | Path, *, overwrite: bool = False,

@@ -18,6 +18,7 @@ from typing import Any
 
 from archsearch.errors import ArchsearchError, ConfigError
 from archsearch.space import Arch
+from archsearch.storage import read_jsonl
 
 DARTS, TRAIN, MULTITRIAL = "darts", "train", "multitrial"
 KIND_NAMES = {DARTS: "DARTS search", TRAIN: "training run", MULTITRIAL: "multi-trial search"}
@@ -101,31 +102,6 @@ def read_json(path: Path) -> Any:
         raise ConfigError(f"{path} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSON Lines file. A last line without its newline is a record being
-    written (or cut short by a crash) and is skipped; any other bad line is an error."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not UTF-8 text") from None
-    if text and not text.endswith("\n"):
-        text = text[:text.rfind("\n") + 1]
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} line {number} is not valid JSON: {exc.msg}") from None
-        if not isinstance(record, dict):
-            raise ConfigError(f"{path} line {number} is not a JSON object")
-        records.append(record)
-    return records
 
 
 def space_for(arch: Arch, *, source: str) -> Any:

@@ -15,6 +15,7 @@ from archsearch.storage import (
     atomic_write_json,
     atomic_write_text,
     prepare_run_dir,
+    read_jsonl,
 )
 
 
@@ -112,6 +113,32 @@ def test_jsonl_log_skips_blank_lines(tmp_path: Path) -> None:
 
 
 # --- run directories ----------------------------------------------------------------------
+
+
+def test_read_jsonl_leaves_out_a_cut_last_line_and_repairs_only_when_asked(
+        tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}\n{"a": 3, "b"', encoding="utf-8")  # killed mid-write
+    assert read_jsonl(path) == [{"a": 1}, {"a": 2}]
+    assert path.read_text(encoding="utf-8").endswith('"b"')  # a reader changes nothing
+    assert JsonlLog(path).read(repair=True) == [{"a": 1}, {"a": 2}]
+    assert path.read_text(encoding="utf-8") == '{"a": 1}\n{"a": 2}\n'
+    JsonlLog(path).append({"a": 3})
+    assert read_jsonl(path)[-1] == {"a": 3}  # the next record starts on its own line
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ('{"a": 1}\nnot json\n', "line 2 is not valid JSON"),
+    ('{"a": 1}\n[1, 2]\n', "line 2 is not a JSON object"),
+])
+def test_read_jsonl_names_the_corrupt_line(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"is corrupt: {match}"):
+        read_jsonl(path)
+    path.write_bytes(b"\xff\xfe\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        read_jsonl(path)
 
 
 def test_prepare_run_dir_creates_nested_directory(tmp_path: Path) -> None:
