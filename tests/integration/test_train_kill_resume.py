@@ -5,11 +5,7 @@ with drop-path, the auxiliary head and cutout on, so the RNG states must be rest
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +15,8 @@ import torch
 EPOCHS = 4
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "archsearch", *args]
-
-
 def _without_seconds(record: dict) -> dict:
     return {k: v for k, v in record.items() if k != "seconds"}
-
-
-def _log(run: Path) -> list[dict]:
-    return [_without_seconds(json.loads(line))
-            for line in (run / "log.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture
@@ -44,30 +31,17 @@ def npz(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
-def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path: Path, npz: Path) -> None:
+def test_killed_training_resumes_to_the_uninterrupted_result(npz: Path,
+                                                             kill_and_resume) -> None:
     args = ["train", "darts_v2", "--dataset", "npz", "--data-dir", str(npz), "--recipe", "quick",
             "--epochs", str(EPOCHS), "--channels", "4", "--layers", "3", "--batch-size", "16",
             "--auxiliary", "--drop-path", "0.2", "--cutout", "--seed", "2", "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    straight, cut = tmp_path / "straight", tmp_path / "cut"
-    subprocess.run(_cli(*args, "--out", str(straight)), check=True, env=env, timeout=300,
-                   capture_output=True)
-    proc = subprocess.Popen(_cli(*args, "--out", str(cut)), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (cut / "checkpoint.pt").exists():
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "the training ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert not (cut / "model.pt").exists()
+    killed = kill_and_resume(args)
+    straight, cut, _log = killed.straight, killed.cut, killed.log
+    assert "model.pt" not in killed.killed_files
     # The checkpoint of an epoch is written before its log line: a kill in between leaves
     # the log an epoch short, which the resume rewrites from the checkpoint.
-    assert len(_log(cut)) < EPOCHS
-    subprocess.run(_cli("train", "--resume", str(cut), "--quiet"), check=True, env=env,
-                   timeout=300, capture_output=True)
+    assert len(killed.killed_log) < EPOCHS
     assert [r["epoch"] for r in _log(cut)] == list(range(1, EPOCHS + 1))
     assert _log(cut) == _log(straight)
     metrics = [_without_seconds(json.loads((run / "metrics.json").read_text()))
