@@ -1,16 +1,22 @@
-"""A depthwise convolution whose backward pass is fast on CPU.
+"""Depthwise convolutions whose backward pass is fast and lean on CPU.
 
 On CPU, oneDNN's backward of a depthwise convolution is 3–10× slower than its forward, and
-DARTS spends most of its time there (every sep/dil conv starts with one). The input
-gradient of a depthwise conv is itself a depthwise conv with the kernel rotated by 180°
-(or a transposed conv when strided), so we compute it with the fast forward kernel, and ask
-the native backward for the weight gradient only — and only when autograd needs it. The
-architecture-gradient passes of DARTS need no weight gradient at all, so they skip it.
+DARTS spends most of its time there (every sep/dil conv starts with one). Three remedies:
 
-The backward is written with differentiable ops, so double backward (the exact unrolled
-gradient) works through it. The module is a plain `nn.Conv2d` (same parameters, same
-state_dict), so discrete networks keep their published parameter counts, and it is a
-plain convolution while being traced for export (TorchScript, ONNX).
+* The input gradient of a depthwise conv is itself a depthwise conv with the kernel rotated
+  by 180° (or a transposed conv when strided), so for dilated kernels we compute it with the
+  fast forward kernel, and ask the native backward for the weight gradient only — and only
+  when autograd needs it. The architecture-gradient passes of DARTS need no weight gradient.
+* oneDNN's fast weight-gradient kernel exists for undilated 3×3 kernels only; 5×5 and
+  (where it pays) dilated weight gradients are assembled from 3×3 ones (`_tiled_weight_grad`).
+* A depthwise conv followed by a 1×1 conv (the start of every sep/dil conv) runs as one
+  autograd step that keeps only its input for backward and recomputes the depthwise output
+  when the 1×1 weight gradient is needed: a third less memory for the supernet's saved tensors.
+
+The backward passes are written with differentiable ops, so double backward (the exact
+unrolled gradient) works through them. The module is a plain `nn.Conv2d` (same parameters,
+same state_dict), so discrete networks keep their published parameter counts, and the plain
+convolutions run while tracing for export (TorchScript, ONNX) and without autograd.
 """
 
 from __future__ import annotations
@@ -33,15 +39,8 @@ class _DepthwiseConvFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         x, weight = ctx.saved_tensors
-        stride, padding, dilation = ctx.config
-        channels = x.shape[1]
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_x = _input_grad(grad_out, weight, x.shape, stride, padding, dilation)
-        if ctx.needs_input_grad[1]:
-            grad_w = torch.ops.aten.convolution_backward(
-                grad_out, x, weight, None, (stride, stride), (padding, padding),
-                (dilation, dilation), False, (0, 0), channels, (False, True, False))[1]
+        grad_x, grad_w = _depthwise_backward(grad_out, x, weight, *ctx.config,
+                                             *ctx.needs_input_grad[:2])
         return grad_x, grad_w, None, None, None
 
 
@@ -88,6 +87,171 @@ class DepthwiseConv2d(nn.Conv2d):
             return super().forward(x)
         return _DepthwiseConvFunction.apply(x, self.weight, self.stride[0], self.padding[0],
                                             self.dilation[0])
+
+
+class _DepthwisePointwiseFunction(torch.autograd.Function):
+    """pw(dw(x)), the two convolutions every sep/dil conv half begins with, saving only x.
+
+    Autograd would keep dw(x) alive until the backward pass, only for the 1×1 conv's weight
+    gradient. We recompute it there instead (a cheap depthwise forward), and only when that
+    gradient is asked for: the architecture-gradient passes of DARTS never ask for it.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w_dw: Tensor, w_pw: Tensor, stride: int, padding: int,
+                dilation: int) -> Tensor:
+        ctx.save_for_backward(x, w_dw, w_pw)
+        ctx.config = (stride, padding, dilation)
+        return F.conv2d(_depthwise(x, w_dw, stride, padding, dilation), w_pw)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        x, w_dw, w_pw = ctx.saved_tensors
+        stride, padding, dilation = ctx.config
+        need_x, need_dw, need_pw = ctx.needs_input_grad[:3]
+        grad_x = grad_dw = grad_pw = None
+        if need_pw:
+            t = _depthwise(x, w_dw, stride, padding, dilation)
+            grad_pw = torch.ops.aten.convolution_backward(
+                grad_out, t, w_pw, None, (1, 1), (0, 0), (1, 1), False, (0, 0), 1,
+                (False, True, False))[1]
+        if need_x or need_dw:
+            # The adjoint of a 1×1 conv is the 1×1 conv with the transposed matrix.
+            grad_t = F.conv2d(grad_out, w_pw.transpose(0, 1))
+            grad_x, grad_dw = _depthwise_backward(grad_t, x, w_dw, stride, padding, dilation,
+                                                  need_x, need_dw)
+        return grad_x, grad_dw, grad_pw, None, None, None
+
+
+def _strided_dilated(stride: int, dilation: int) -> bool:
+    # Measured on 2 CPU cores: oneDNN's backward of strided dilated depthwise convs is
+    # 2-3× slower in channels-last than in NCHW, conversions included.
+    return stride > 1 and dilation > 1
+
+
+def _depthwise(x: Tensor, weight: Tensor, stride: int, padding: int, dilation: int) -> Tensor:
+    if _strided_dilated(stride, dilation):
+        channels_last = x.is_contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(x.contiguous(), weight, None, stride, padding, dilation, x.shape[1])
+        return y.contiguous(memory_format=torch.channels_last) if channels_last else y
+    return F.conv2d(x, weight, None, stride, padding, dilation, x.shape[1])
+
+
+def _depthwise_backward(grad_out: Tensor, x: Tensor, weight: Tensor, stride: int,
+                        padding: int, dilation: int, need_x: bool, need_w: bool
+                        ) -> tuple[Tensor | None, Tensor | None]:
+    """(∂/∂x, ∂/∂weight) of a depthwise conv, each None unless asked for."""
+    if _strided_dilated(stride, dilation):
+        grad_out, x = grad_out.contiguous(), x.contiguous()
+    grad_x = None
+    if need_x and _input_grad_by_forward(x, stride, dilation):
+        grad_x, need_x = _input_grad(grad_out, weight, x.shape, stride, padding, dilation), False
+    if not (need_x or need_w):
+        return grad_x, None
+    grad_w = None
+    if need_w and _tiled_weight_grad_pays(x, weight, stride, dilation):
+        grad_w, need_w = _tiled_weight_grad(grad_out, x, weight.shape[-1], stride, padding,
+                                            dilation), False
+    if not (need_x or need_w):
+        return grad_x, grad_w
+    native = torch.ops.aten.convolution_backward(
+        grad_out, x, weight, None, (stride, stride), (padding, padding), (dilation, dilation),
+        False, (0, 0), x.shape[1], (need_x, need_w, False))
+    return (native[0] if need_x else grad_x), (native[1] if need_w else grad_w)
+
+
+def _tiled_weight_grad_pays(x: Tensor, weight: Tensor, stride: int, dilation: int) -> bool:
+    # oneDNN has a fast depthwise weight-gradient kernel for undilated 3×3 kernels only;
+    # bigger or dilated ones go to generic kernels. Measured on 2 CPU cores (DARTS shapes,
+    # batch 16/32, C=16/32/64 at 32²/16²/8²): 3×3 blocks are 1.5-2.6× faster for undilated
+    # 5×5 kernels over ≥ 2048 output pixels per channel, and 2-3× faster for dilated
+    # kernels wider than the input (oneDNN falls back to a GEMM there); otherwise slower.
+    kernel, size = weight.shape[-1], x.shape[-1]
+    if x.dtype != torch.float32 or not x.is_contiguous(memory_format=torch.channels_last):
+        return False
+    if dilation == 1:
+        return kernel > 3 and x.shape[0] * (size // stride) ** 2 >= 2048
+    return stride == 1 and kernel >= 3 and dilation * (kernel - 1) + 1 > size
+
+
+def _tiled_weight_grad(grad_out: Tensor, x: Tensor, kernel: int, stride: int, padding: int,
+                       dilation: int) -> Tensor:
+    """∂/∂weight of a depthwise conv from oneDNN's fast 3×3 kernel.
+
+    ∂L/∂w[c, i, j] = Σ_{n,h,w} g[n,c,h,w] · x_pad[n, c, s·h + d·i, s·w + d·j]: every 3×3
+    block of (i, j) is the weight gradient of a 3×3 conv of g with a shifted window of x.
+    A dilation d splits (h, w) into d² phases, each an undilated conv on every d-th pixel.
+    """
+    if dilation == 1:
+        return _tiles(grad_out, x, kernel, stride, (padding, padding))
+    out = None
+    for ph in range(dilation):
+        for pw in range(dilation):
+            # Output pixel h = d·h' + ph reads input row d·(h' + i) + ph − padding.
+            g = grad_out[:, :, ph::dilation, pw::dilation]
+            if g.numel() == 0:
+                continue
+            xs = x[:, :, (ph - padding) % dilation::dilation,
+                   (pw - padding) % dilation::dilation]
+            part = _tiles(g.contiguous(memory_format=torch.channels_last), xs, kernel, 1,
+                          ((padding - ph + dilation - 1) // dilation,
+                           (padding - pw + dilation - 1) // dilation))
+            out = part if out is None else out + part
+    return out if out is not None else x.new_zeros(x.shape[1], 1, kernel, kernel)
+
+
+def _tiles(grad_out: Tensor, x: Tensor, kernel: int, stride: int,
+           padding: tuple[int, int]) -> Tensor:
+    """Undilated k×k depthwise weight gradient as 3×3 blocks (the last block may overlap)."""
+    channels, (h_out, w_out) = x.shape[1], grad_out.shape[-2:]
+    starts = list(range(0, kernel - 2, 3))
+    if starts[-1] + 3 < kernel:
+        starts.append(kernel - 3)
+    w3 = x.new_empty(channels, 1, 3, 3)
+    rows = []
+    for u in starts:
+        cols = []
+        for v in starts:
+            # The window of x the 3×3 block (u, v) sees, zero-padded where it leaves x.
+            top, left = padding[0] - u, padding[1] - v
+            window = F.pad(x, (left, (w_out - 1) * stride + 3 - left - x.shape[-1],
+                               top, (h_out - 1) * stride + 3 - top - x.shape[-2]))
+            cols.append(torch.ops.aten.convolution_backward(
+                grad_out, window.contiguous(memory_format=torch.channels_last), w3, None,
+                (stride, stride), (0, 0), (1, 1), False, (0, 0), channels,
+                (False, True, False))[1])
+        rows.append(_join(cols, starts, -1))
+    return _join(rows, starts, -2)
+
+
+def _join(blocks: list[Tensor], starts: list[int], dim: int) -> Tensor:
+    """Concatenate 3-wide blocks that start at `starts`, dropping the overlap."""
+    parts = [blocks[0]] + [b.narrow(dim, prev + 3 - start, start + 3 - (prev + 3))
+                           for b, prev, start in zip(blocks[1:], starts, starts[1:],
+                                                     strict=False)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
+
+
+def _input_grad_by_forward(x: Tensor, stride: int, dilation: int) -> bool:
+    # Measured on 2 CPU cores: the rewrite pays off for dilated stride-1 kernels in float32
+    # only; oneDNN's own backward is as fast or faster for the others, and in float64 (no
+    # oneDNN kernels) the dilated fallback makes it far slower.
+    return stride == 1 and dilation > 1 and x.dtype == torch.float32
+
+
+def depthwise_pointwise(dw: DepthwiseConv2d, pw: nn.Conv2d, x: Tensor) -> Tensor:
+    """`pw(dw(x))`; while recording gradients on CPU, without keeping dw(x) for backward."""
+    if (not torch.is_grad_enabled() or x.device.type != "cpu" or _exporting()
+            or x.shape[-1] != x.shape[-2]):
+        return pw(dw(x))
+    return _DepthwisePointwiseFunction.apply(x, dw.weight, pw.weight, dw.stride[0],
+                                             dw.padding[0], dw.dilation[0])
+
+
+def is_pointwise(module: nn.Module) -> bool:
+    """Whether `module` is a bias-free 1×1 stride-1 convolution without groups."""
+    return (type(module) is nn.Conv2d and module.kernel_size == (1, 1) and module.bias is None
+            and module.stride == (1, 1) and module.groups == 1 and module.padding == (0, 0))
 
 
 def _exporting() -> bool:

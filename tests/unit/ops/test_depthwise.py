@@ -1,0 +1,118 @@
+"""The fast depthwise paths: the fused depthwise→1×1 step and the tiled weight gradient give
+the plain convolutions' values and gradients, and the fused step keeps less for backward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archsearch.ops import create_op
+from archsearch.ops.depthwise import (
+    DepthwiseConv2d,
+    _DepthwisePointwiseFunction,
+    _tiled_weight_grad,
+    depthwise_pointwise,
+)
+
+CL = torch.channels_last
+
+
+def _pair(channels: int, kernel: int, stride: int, dilation: int, dtype: torch.dtype
+          ) -> tuple[DepthwiseConv2d, nn.Conv2d]:
+    dw = DepthwiseConv2d(channels, kernel, stride=stride, padding=dilation * (kernel - 1) // 2,
+                         dilation=dilation).to(dtype)
+    return dw, nn.Conv2d(channels, channels + 1, 1, bias=False).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kernel,dilation,stride", [(3, 1, 1), (5, 1, 1), (3, 2, 1), (5, 2, 1),
+                                                    (5, 1, 2), (3, 2, 2)])
+def test_fused_depthwise_pointwise_matches_the_two_convs(dtype, kernel, dilation, stride):
+    torch.manual_seed(0)
+    dw, pw = _pair(4, kernel, stride, dilation, dtype)
+    x = torch.randn(3, 4, 10, 10, dtype=dtype).contiguous(memory_format=CL).requires_grad_()
+    fused, plain = depthwise_pointwise(dw, pw, x), pw(dw(x))
+    tol = 1e-4 if dtype == torch.float32 else 1e-11
+    assert torch.allclose(fused, plain, atol=tol)
+    g = torch.randn_like(plain)
+    params = [x, dw.weight, pw.weight]
+    for a, b in zip(torch.autograd.grad(fused, params, g), torch.autograd.grad(plain, params, g),
+                    strict=True):
+        assert torch.allclose(a, b, atol=tol, rtol=1e-4)
+    # With frozen weights (DARTS's α-only passes) only the input gradient is computed.
+    frozen = _DepthwisePointwiseFunction.apply(x, dw.weight.detach(), pw.weight.detach(),
+                                               stride, dw.padding[0], dilation)
+    assert torch.allclose(torch.autograd.grad(frozen, x, g)[0],
+                          torch.autograd.grad(pw(dw(x)), x, g)[0], atol=tol, rtol=1e-4)
+
+
+def test_fused_step_supports_double_backward(float64):
+    torch.manual_seed(1)
+    dw, pw = _pair(3, 5, 1, 1, torch.float64)
+    x = torch.randn(2, 3, 7, 7, requires_grad=True)
+    grads = {}
+    for name, out in (("fused", _DepthwisePointwiseFunction.apply(x, dw.weight, pw.weight,
+                                                                  1, 2, 1)),
+                      ("plain", pw(dw(x)))):
+        g_dw, g_pw = torch.autograd.grad(out.pow(2).sum(), [dw.weight, pw.weight],
+                                         create_graph=True)
+        grads[name] = torch.autograd.grad(g_dw.pow(2).sum() + g_pw.pow(2).sum(), x)[0]
+    assert torch.allclose(grads["fused"], grads["plain"], atol=1e-9)
+
+
+def _saved_bytes(fn) -> int:
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("name", ["sep_conv_5x5", "dil_conv_3x3"])
+def test_ops_keep_no_depthwise_output_for_backward(name):
+    torch.manual_seed(0)
+    op = create_op(name, 8, 1, affine=False)
+    x = torch.randn(4, 8, 16, 16).relu().contiguous(memory_format=CL).requires_grad_()
+    activation = x.numel() * x.element_size()
+    fused, plain = _saved_bytes(lambda: op.forward_activated(x)), _saved_bytes(lambda: op.body(x))
+    # sep conv: two depthwise outputs fewer, dil conv: one (weights and BN stats are small).
+    assert plain - fused >= (2 if name.startswith("sep") else 1) * activation
+    assert torch.allclose(op.forward_activated(x), op.body(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [5, 8, 9])
+@pytest.mark.parametrize("kernel,dilation,stride,padding", [
+    (5, 1, 1, 2), (5, 1, 2, 2), (7, 1, 1, 3), (4, 1, 1, 1), (5, 1, 1, 0),
+    (3, 2, 1, 2), (5, 2, 1, 4), (3, 3, 1, 3), (5, 2, 1, 1)])
+def test_tiled_weight_gradient_equals_the_native_one(size, kernel, dilation, stride, padding):
+    if dilation * (kernel - 1) + 1 > size + 2 * padding:
+        pytest.skip("the kernel does not fit")
+    torch.manual_seed(size + kernel)
+    x = torch.randn(3, 5, size, size).contiguous(memory_format=CL)
+    weight = torch.randn(5, 1, kernel, kernel)
+    g = torch.randn_like(F.conv2d(x, weight, None, stride, padding, dilation, 5))
+    native = torch.ops.aten.convolution_backward(
+        g, x, weight, None, (stride, stride), (padding, padding), (dilation, dilation), False,
+        (0, 0), 5, (False, True, False))[1]
+    tiled = _tiled_weight_grad(g.contiguous(memory_format=CL), x, kernel, stride, padding,
+                               dilation)
+    assert tiled.shape == native.shape
+    assert torch.allclose(tiled, native, atol=1e-4, rtol=1e-4)
+
+
+def test_the_fast_paths_are_bypassed_without_autograd_and_while_tracing():
+    dw, pw = _pair(2, 5, 1, 1, torch.float32)
+    x = torch.randn(1, 2, 6, 6)
+    with torch.no_grad():
+        assert depthwise_pointwise(dw, pw, x).grad_fn is None
+    op = create_op("sep_conv_5x5", 2, 1).eval()
+    traced = torch.jit.trace(op, (x,), check_trace=False)
+    assert "DepthwisePointwise" not in str(traced.graph)
+    with torch.no_grad():
+        assert torch.allclose(traced(x), op(x), atol=1e-6)
