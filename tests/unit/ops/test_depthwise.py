@@ -32,8 +32,9 @@ def _pair(channels: int, kernel: int, stride: int, dilation: int, dtype: torch.d
 def test_fused_depthwise_pointwise_matches_the_two_convs(dtype, kernel, dilation, stride):
     torch.manual_seed(0)
     dw, pw = _pair(4, kernel, stride, dilation, dtype)
-    x = torch.randn(3, 4, 10, 10, dtype=dtype).contiguous(memory_format=CL).requires_grad_()
+    x = torch.randn(3, 4, 16, 16, dtype=dtype).contiguous(memory_format=CL).requires_grad_()
     fused, plain = depthwise_pointwise(dw, pw, x), pw(dw(x))
+    assert "DepthwisePointwise" in type(fused.grad_fn).__name__
     tol = 1e-4 if dtype == torch.float32 else 1e-11
     assert torch.allclose(fused, plain, atol=tol)
     g = torch.randn_like(plain)
@@ -111,6 +112,9 @@ def test_the_fast_paths_are_bypassed_without_autograd_and_while_tracing():
     x = torch.randn(1, 2, 6, 6)
     with torch.no_grad():
         assert depthwise_pointwise(dw, pw, x).grad_fn is None
+    # small maps: the plain convs (recomputing would only cost time)
+    small = x.requires_grad_()
+    assert "DepthwisePointwise" not in type(depthwise_pointwise(dw, pw, small).grad_fn).__name__
     op = create_op("sep_conv_5x5", 2, 1).eval()
     traced = torch.jit.trace(op, (x,), check_trace=False)
     assert "DepthwisePointwise" not in str(traced.graph)
