@@ -46,9 +46,7 @@ import gc
 import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -64,6 +62,13 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from _measure import (  # noqa: E402
+    peak_rss_mb,
+    rss_mb,
+    saved_mb,
+    spawn,
+    wait_until_quiet,
+)
 from _reference_darts import ReferenceArchitect, ReferenceNetwork  # noqa: E402
 
 from archsearch.hardware import count_macs  # noqa: E402
@@ -175,23 +180,6 @@ def build(impl: str, batch: int, order: str = "first", dtype: torch.dtype = torc
 # Child process: one configuration
 # --------------------------------------------------------------------------------------------
 
-def _rss_mb() -> float:
-    """Current resident set size of this process in MB."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return _peak_rss_mb()
-
-
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes vs KiB
-
-
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     impl, batch, measure = spec["impl"], spec["batch"], spec["measure"]
     order = measure.removeprefix("step-") if measure.startswith("step-") else "first"
@@ -199,7 +187,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     fn = {"forward": bench.forward, "fwd+bwd": bench.fwd_bwd, "step-first": bench.step,
           "step-second": bench.step}[measure]
     gc.collect()
-    base = _rss_mb()
+    base = rss_mb()
     for _ in range(spec["warmup"]):
         fn()
     times = []
@@ -207,66 +195,9 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    peak = _peak_rss_mb()
+    peak = peak_rss_mb()
     return {**spec, "times": times, "median_s": statistics.median(times), "min_s": min(times),
             "base_rss_mb": base, "peak_mb": peak, "activation_peak_mb": peak - base}
-
-
-def _cpu_times() -> tuple[float, float] | None:
-    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [float(v) for v in f.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = sum(fields) / ticks
-    return total - (fields[3] + fields[4]) / ticks, total  # idle and iowait are not busy
-
-
-def busy_fraction(seconds: float = 2.0) -> float | None:
-    """Fraction of all CPUs busy over the next `seconds` (this process is idle meanwhile)."""
-    before = _cpu_times()
-    time.sleep(seconds)
-    after = _cpu_times()
-    if before is None or after is None or after[1] <= before[1]:
-        return None
-    return (after[0] - before[0]) / (after[1] - before[1])
-
-
-def wait_until_quiet(max_wait: float, threshold: float = 0.15) -> float | None:
-    """Wait (up to `max_wait` s) until other processes use < `threshold` of the CPUs."""
-    deadline = time.monotonic() + max_wait
-    busy = busy_fraction()
-    while busy is not None and busy >= threshold and time.monotonic() < deadline:
-        time.sleep(10)
-        busy = busy_fraction()
-    return busy
-
-
-def spawn(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run one configuration in a fresh interpreter; its last stdout line is the JSON result.
-
-    Also records `other_cpu`: the CPU time other processes took while it ran, as a fraction
-    of all CPUs (0 on a quiet machine; 0.5 on 2 CPUs means a whole core was taken away).
-    """
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", json.dumps(spec)]
-    cpu_before, mine_before = _cpu_times(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wall = time.monotonic() - start
-    cpu_after, mine_after = _cpu_times(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        return {**spec, "error": f"exit {proc.returncode}: {tail}"}
-    result = json.loads(lines[-1])
-    if cpu_before is not None and cpu_after is not None:
-        mine = (mine_after.ru_utime + mine_after.ru_stime
-                - mine_before.ru_utime - mine_before.ru_stime)
-        others = (cpu_after[0] - cpu_before[0]) - mine
-        result["other_cpu"] = max(0.0, others / max(cpu_after[1] - cpu_before[1], wall))
-    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,21 +318,6 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
 # Profiling ours
 # --------------------------------------------------------------------------------------------
 
-def saved_for_backward_mb(bench: Bench) -> float:
-    """MB of distinct storages autograd saves for backward in one forward pass."""
-    storages: dict[int, int] = {}
-
-    def pack(t: Tensor) -> Tensor:
-        s = t.untyped_storage()
-        storages[s.data_ptr()] = max(storages.get(s.data_ptr(), 0), s.nbytes())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = bench.forward()
-    del loss
-    return sum(storages.values()) / 2 ** 20
-
-
 def _median_time(fn: Callable[[], Any], repeats: int) -> float:
     fn()  # warm-up
     times = []
@@ -495,7 +411,7 @@ def run_profile(batch: int, rows: int = 25, wait_quiet: float = 0.0) -> None:
     for impl in IMPLS:
         bench = build(impl, batch)
         print(f"{impl}: tensors saved for backward by one forward pass (batch {batch}): "
-              f"{saved_for_backward_mb(bench):.0f} MB")
+              f"{saved_mb(bench.forward):.0f} MB")
     if wait_quiet > 0:
         wait_until_quiet(wait_quiet)
     print(f"\n=== ours, batch {batch}: the passes of a search step (median of 3) ===")
@@ -708,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_num_threads()} threads; batches {batches}; {args.repeats} repeats",
           flush=True)
     if not args.no_check:  # first, in a fresh process, so a broken build shows at once
-        check = spawn({"check": True})
+        check = spawn(__file__, {"check": True})
         if "error" in check:
             out["check_error"] = check["error"]
         else:
@@ -721,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
                 "warmup": args.warmup}
         if args.wait_quiet > 0:
             wait_until_quiet(args.wait_quiet)
-        r = spawn(spec)
+        r = spawn(__file__, spec)
         for _ in range(args.retry_busy):
             if r.get("other_cpu", 0.0) <= BUSY:
                 break
@@ -730,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             if args.wait_quiet > 0:
                 wait_until_quiet(args.wait_quiet)
-            again = spawn(spec)
+            again = spawn(__file__, spec)
             if "error" not in again and again.get("other_cpu", 1.0) < r["other_cpu"]:
                 r = again
         out["results"].append(r)

@@ -40,10 +40,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -52,6 +49,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _measure import peak_rss_mb, rss_mb, saved_mb, spawn
 from torch import Tensor
 
 from archsearch.spaces.darts import DartsCellSpace
@@ -148,83 +146,21 @@ def _darts(space: DartsCellSpace, train: Batch,
 # Child process: one configuration
 # --------------------------------------------------------------------------------------------
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return _peak_rss_mb()
-
-
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes vs KiB
-
-
-def saved_mb(forward: Callable[[], Tensor]) -> float:
-    """MB of the distinct storages autograd saves for backward in one forward pass."""
-    storages: dict[int, int] = {}
-
-    def pack(t: Tensor) -> Tensor:
-        s = t.untyped_storage()
-        storages[s.data_ptr()] = max(storages.get(s.data_ptr(), 0), s.nbytes())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = forward()
-    del out
-    return sum(storages.values()) / 2**20
-
-
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(spec["threads"])
     step, forwards = build(spec["impl"], spec["batch"])
     gc.collect()
-    base = _rss_mb()
+    base = rss_mb()
     step()  # warm-up
     times = []
     for _ in range(spec["repeats"]):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    peak = _peak_rss_mb()
+    peak = peak_rss_mb()
     saved = max(statistics.median(saved_mb(f) for _ in range(3)) for f in forwards)
     return {**spec, "times": times, "median_s": statistics.median(times), "base_rss_mb": base,
             "peak_mb": peak, "activation_peak_mb": peak - base, "saved_mb": saved}
-
-
-def _cpu_times() -> tuple[float, float] | None:
-    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [float(v) for v in f.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = sum(fields) / ticks
-    return total - (fields[3] + fields[4]) / ticks, total  # idle and iowait are not busy
-
-
-def spawn(spec: dict[str, Any]) -> dict[str, Any]:
-    """One configuration in a fresh interpreter (its last stdout line is the JSON result),
-    plus `other_cpu`: the share of all CPUs that other processes used meanwhile."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", json.dumps(spec)]
-    before, mine_before = _cpu_times(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wall = time.monotonic() - start
-    after, mine_after = _cpu_times(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        return {**spec, "error": f"exit {proc.returncode}: {tail}"}
-    result = json.loads(lines[-1])
-    if before is not None and after is not None:
-        mine = (mine_after.ru_utime + mine_after.ru_stime
-                - mine_before.ru_utime - mine_before.ru_stime)
-        others = (after[0] - before[0]) - mine
-        result["other_cpu"] = max(0.0, others / max(after[1] - before[1], wall))
-    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for b in batches:
         for impl in impls:
-            r = spawn({"impl": impl, "batch": b, "repeats": args.repeats,
+            r = spawn(__file__, {"impl": impl, "batch": b, "repeats": args.repeats,
                        "threads": args.threads})
             results.append(r)
             status = (f"FAILED {r['error']}" if "error" in r else
