@@ -3,7 +3,7 @@
 
 Every rank builds the same loaders with the same seed, so each step all ranks see the same
 *global* batch; each takes its own contiguous slice of it (`shard`). After each backward
-pass the gradients are averaged over the ranks (`average_gradients`): with equal slices the
+pass the gradients are averaged over the ranks (`mean`): with equal slices the
 mean of the per-rank mean losses is the mean loss of the global batch, so every rank applies
 the update a single process would apply to the whole batch, and all ranks stay identical.
 Batch normalisation still normalises with per-rank batch statistics, so the equivalence
@@ -17,7 +17,7 @@ those variables everything here is a single-process no-op.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -98,13 +98,6 @@ class DistributedContext:
         step = size // self.world_size
         return tuple(t[self.rank * step:(self.rank + 1) * step] for t in batch)
 
-    def average(self, tensors: Iterable[Tensor | None]) -> None:
-        """Replace each tensor (in place) by its mean over the ranks; None entries are
-        skipped, which is consistent as long as every rank has None in the same places."""
-        if not self.active:
-            return
-        _mean_grouped([t for t in tensors if t is not None], self.world_size)
-
     def mean(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         """Each tensor's mean over the ranks, as new tensors, differentiably: the backward
         pass averages the incoming gradients over the ranks too. With the global loss
@@ -115,10 +108,6 @@ class DistributedContext:
         if not self.active:
             return list(tensors)
         return list(_MeanOverRanks.apply(self.world_size, *tensors))
-
-    def average_gradients(self, params: Iterable[nn.Parameter]) -> None:
-        """Average `.grad` of each parameter over the ranks (before the optimiser step)."""
-        self.average(p.grad for p in params)
 
     def sum_floats(self, *values: float) -> tuple[float, ...]:
         """Each value summed over the ranks (float64, so counts stay exact)."""

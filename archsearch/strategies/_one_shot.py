@@ -11,10 +11,11 @@ the exact sequence of updates an uninterrupted search would have made.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from archsearch.data import TensorLoader, split_in_half
 from archsearch.errors import ArchsearchError, ConfigError
@@ -80,3 +81,38 @@ def restore_search(doc: Mapping[str, Any], net: nn.Module,
         raise ConfigError(f"checkpoint holds no usable loader state ({exc})") from None
     set_rng_state(doc["rng"], device)
     return [dict(record) for record in history]
+
+
+class _Resumable(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+def run_epochs(epoch: Callable[[int], dict[str, Any]], net: nn.Module, optimizer: _Resumable,
+               loaders: Mapping[str, TensorLoader], *, epochs: int, device: torch.device,
+               progress: bool,
+               on_epoch: Callable[[dict[str, Any]], None] | None = None,
+               on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+               resume: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The epochs of a one-shot search: `epoch(i)` returns epoch i's record. After each
+    epoch the checkpoint goes to `on_checkpoint`, then the record to `on_epoch`; with
+    `resume` (a checkpoint document) the search continues after its epoch. Returns the
+    history of records."""
+    history: list[dict[str, Any]] = []
+    if resume is not None:
+        history = restore_search(resume, net, optimizer.load_state_dict, loaders,
+                                 epochs=epochs, device=device)
+    bar = tqdm(range(len(history), epochs), desc="search", unit="epoch",
+               initial=len(history), total=epochs, disable=not progress)
+    for i in bar:
+        record = epoch(i)
+        history.append(record)
+        bar.set_postfix(loss=f"{record['train_loss']:.3f}",
+                        val_acc=f"{record['val_accuracy']:.3f}")
+        if on_checkpoint is not None:
+            on_checkpoint(search_checkpoint(net, optimizer.state_dict(), loaders, history,
+                                            device))
+        if on_epoch is not None:
+            on_epoch(record)
+    return history

@@ -37,11 +37,7 @@ from archsearch.networks.darts import check_network_size
 from archsearch.space import Arch
 from archsearch.spaces.darts import DartsCellSpace
 from archsearch.strategies._base import EpochCallback, OneShotStrategy
-from archsearch.strategies._one_shot import (
-    restore_search,
-    search_checkpoint,
-    search_loaders,
-)
+from archsearch.strategies._one_shot import run_epochs, search_loaders
 from archsearch.supernet import BilevelOptimizer, DartsSupernet
 from archsearch.supernet.cost import expected_macs, op_macs_table
 from archsearch.train import MAX_LOSS, check_loss, cosine_lr, evaluate
@@ -163,37 +159,17 @@ class DARTS(OneShotStrategy):
         self._cost_tables = self._macs_tables if self.cost_tables is None else \
             {cell: t.to(torch.float64) for cell, t in self.cost_tables.items()}
         optimizer = self._bilevel(net, stash)
-        history: list[dict[str, Any]] = []
-        if resume is not None:
-            history = self._restore(resume, net, optimizer, loaders)
-        epochs = tqdm(range(len(history), self.epochs), desc="search", unit="epoch",
-                      initial=len(history), total=self.epochs, disable=not progress)
-        for epoch in epochs:
-            record = self._epoch(net, optimizer, loaders["weights"], loaders["arch"], (xa, ya),
-                                 epoch, stash, progress)
-            history.append(record)
-            epochs.set_postfix(loss=f"{record['train_loss']:.3f}",
-                               val_acc=f"{record['val_accuracy']:.3f}")
-            if on_checkpoint is not None:
-                on_checkpoint(self._checkpoint(net, optimizer, loaders, history))
-            if on_epoch is not None:
-                on_epoch(record)
+        history = run_epochs(
+            lambda epoch: self._epoch(net, optimizer, loaders["weights"], loaders["arch"],
+                                      (xa, ya), epoch, stash, progress),
+            net, optimizer, loaders, epochs=self.epochs, device=self.device, progress=progress,
+            on_epoch=on_epoch, on_checkpoint=on_checkpoint, resume=resume)
         return DartsResult(arch=net.derive(), alphas=net.alphas(), history=history, supernet=net)
 
     def _expected_cost(self, net: DartsSupernet) -> dict[str, float]:
         if self.cost_tables is None:
             return {}
         return {"expected_cost": float(expected_macs(net, self._cost_tables).detach())}
-
-    def _checkpoint(self, net: DartsSupernet, optimizer: BilevelOptimizer,
-                    loaders: Mapping[str, TensorLoader],
-                    history: list[dict[str, Any]]) -> dict[str, Any]:
-        return search_checkpoint(net, optimizer.state_dict(), loaders, history, self.device)
-
-    def _restore(self, doc: Mapping[str, Any], net: DartsSupernet, optimizer: BilevelOptimizer,
-                 loaders: Mapping[str, TensorLoader]) -> list[dict[str, Any]]:
-        return restore_search(doc, net, optimizer.load_state_dict, loaders, epochs=self.epochs,
-                              device=self.device)
 
     def _bilevel(self, net: DartsSupernet, stash: dict[str, Tensor]) -> BilevelOptimizer:
         def loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:

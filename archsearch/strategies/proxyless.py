@@ -38,11 +38,7 @@ from archsearch.networks.darts import check_network_size
 from archsearch.space import Arch
 from archsearch.spaces.darts import CELL_TYPES, DartsCellSpace
 from archsearch.strategies._base import EpochCallback, OneShotStrategy
-from archsearch.strategies._one_shot import (
-    restore_search,
-    search_checkpoint,
-    search_loaders,
-)
+from archsearch.strategies._one_shot import run_epochs, search_loaders
 from archsearch.supernet._hypergrad import Averager
 from archsearch.supernet.proxyless import (
     Paths,
@@ -277,24 +273,15 @@ class ProxylessNAS(OneShotStrategy):
         macs = default_cost_tables(net, x_train.shape[-1])
         optimizer = self.build_optimizer(net, macs if self.cost_tables is None
                                          else self.cost_tables)
-        history: list[dict[str, Any]] = []
-        if resume is not None:
-            history = restore_search(resume, net, optimizer.load_state_dict, loaders,
-                                     epochs=self.epochs, device=self.device)
-        epochs = tqdm(range(len(history), self.epochs), desc="search", unit="epoch",
-                      initial=len(history), total=self.epochs, disable=not progress)
-        for epoch in epochs:
+
+        def epoch(i: int) -> dict[str, Any]:
             record = self._epoch(optimizer, (loaders["weights"], loaders["arch"]), (xa, ya),
-                                 epoch, progress)
-            record["expected_macs"] = float(expected_cost(net, macs).detach())
-            history.append(record)
-            epochs.set_postfix(loss=f"{record['train_loss']:.3f}",
-                               val_acc=f"{record['val_accuracy']:.3f}")
-            if on_checkpoint is not None:
-                on_checkpoint(search_checkpoint(net, optimizer.state_dict(), loaders, history,
-                                                self.device))
-            if on_epoch is not None:
-                on_epoch(record)
+                                 i, progress)
+            return {**record, "expected_macs": float(expected_cost(net, macs).detach())}
+
+        history = run_epochs(epoch, net, optimizer, loaders, epochs=self.epochs,
+                             device=self.device, progress=progress, on_epoch=on_epoch,
+                             on_checkpoint=on_checkpoint, resume=resume)
         return ProxylessResult(arch=net.derive(), alphas=net.alphas(), history=history,
                                supernet=net)
 
