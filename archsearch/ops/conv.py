@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch.ops.depthwise import DepthwiseConv2d, depthwise_pointwise, is_pointwise
+from archsearch.ops.norm_relu import fusable_norm, norm_relu_depthwise_pointwise
 
 
 class PreActivated(nn.Module):
@@ -53,18 +54,31 @@ class PreActivated(nn.Module):
 
 
 def run_layers(layers: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
-    """`layers` applied in turn; a depthwise conv followed by a 1×1 conv runs as one step
-    that keeps less for the backward pass (`depthwise_pointwise`), with the same result."""
+    """`layers` applied in turn, with the same result, but keeping less for backward: a
+    depthwise conv followed by a 1×1 conv runs as one step (`depthwise_pointwise`), and so
+    does a batch-statistics BN → ReLU → depthwise → 1×1 (`norm_relu_depthwise_pointwise`)."""
     i = 0
     while i < len(layers):
-        if (isinstance(layers[i], DepthwiseConv2d) and i + 1 < len(layers)
-                and is_pointwise(layers[i + 1])):
+        if _starts_norm_relu_sep(layers, i):
+            x = norm_relu_depthwise_pointwise(layers[i], layers[i + 2], layers[i + 3], x)
+            i += 4
+        elif _starts_sep(layers, i):
             x = depthwise_pointwise(layers[i], layers[i + 1], x)
             i += 2
         else:
             x = layers[i](x)
             i += 1
     return x
+
+
+def _starts_sep(layers: list[nn.Module], i: int) -> bool:
+    return (i + 1 < len(layers) and isinstance(layers[i], DepthwiseConv2d)
+            and is_pointwise(layers[i + 1]))
+
+
+def _starts_norm_relu_sep(layers: list[nn.Module], i: int) -> bool:
+    return (i + 3 < len(layers) and fusable_norm(layers[i])
+            and isinstance(layers[i + 1], nn.ReLU) and _starts_sep(layers, i + 2))
 
 
 class ReLUConvBN(PreActivated):

@@ -106,6 +106,19 @@ def loss_at(model: nn.Module, loss_fn: LossFn, batch: Any,
     return functional_call(_Bound(model, loss_fn), substitutes, (batch,))
 
 
+def _packed(tensors: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    """Copies of `tensors` as views into one flat buffer: (buffer, views).
+
+    What lives from one pass into the next (w', ∇w' L_val, w±) would otherwise be hundreds
+    of small allocations scattered among the activations of the pass that made them; the
+    allocator can then neither reuse nor return the space between them, and every later
+    pass grows the heap (measured: +100 MB peak for a second-order step). Values are equal.
+    """
+    flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+    views = flat.split([t.numel() for t in tensors])
+    return flat, [v.view(t.shape) for v, t in zip(views, tensors, strict=True)]
+
+
 def first_order(model: nn.Module, arch_names: Sequence[str], train_loss: LossFn,
                 val_loss: LossFn, train_batch: Any, val_batch: Any,
                 step: VirtualStep, *, average: Averager | None = None) -> Grads:
@@ -125,8 +138,9 @@ def _virtual_weights(model: nn.Module, weights: Grads, train_loss: LossFn, train
     if average is not None:  # the global batch's ∇w L_train: the same w' on every rank
         grads = average(grads)
     if not create_graph:
-        return {n: w.detach() for n, w in step.apply(
-            {n: w.detach() for n, w in weights.items()}, grads).items()}
+        virtual = step.apply({n: w.detach() for n, w in weights.items()}, grads)
+        del grads
+        return dict(zip(virtual, _packed(list(virtual.values()))[1], strict=True))
     return step.apply(weights, grads)
 
 
@@ -147,9 +161,12 @@ def finite_difference(model: nn.Module, arch_names: Sequence[str], train_loss: L
         average=average).items()}
     val = loss_at(model, val_loss, val_batch, virtual)
     grads = torch.autograd.grad(val, [*arch.values(), *virtual.values()])
+    del val, virtual
     d_arch, d_virtual = grads[:len(arch)], grads[len(arch):]
+    del grads
     if average is not None:  # one direction and one ε for all ranks
         d_virtual = tuple(average(d_virtual))
+    d_flat, d_virtual = _packed(d_virtual)
     if step.xi == 0:
         return dict(zip(arch, d_arch, strict=True))
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in d_virtual]))
@@ -157,12 +174,16 @@ def finite_difference(model: nn.Module, arch_names: Sequence[str], train_loss: L
         return dict(zip(arch, d_arch, strict=True))
     eps = radius / norm
     # HVP ≈ (∇_α L_train(w⁺, α) − ∇_α L_train(w⁻, α)) / 2ε,  w± = w ± ε ∇_{w'} L_val  (eq. 8)
+    w_flat = _packed(list(weights.values()))[0]
     sides = []
     for sign in (1.0, -1.0):
-        shifted = {n: w.detach() + sign * eps * g
-                   for (n, w), g in zip(weights.items(), d_virtual, strict=True)}
-        loss = loss_at(model, train_loss, train_batch, shifted)
+        shifted = w_flat + sign * eps * d_flat
+        views = shifted.split([w.numel() for w in weights.values()])
+        loss = loss_at(model, train_loss, train_batch,
+                       {n: v.view(w.shape) for (n, w), v in zip(weights.items(), views,
+                                                                 strict=True)})
         sides.append(torch.autograd.grad(loss, list(arch.values())))
+        del loss, shifted, views
     return {n: da - step.xi * (gp - gm) / (2 * eps)
             for n, da, gp, gm in zip(arch, d_arch, *sides, strict=True)}
 

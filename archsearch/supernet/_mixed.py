@@ -7,8 +7,10 @@ a per-edge implementation repeats:
 * `none` contributes softmax(α)_none · 0 = 0 to the sum and is never computed (its α still
   gets the right gradient through the softmax normalisation of the other ops).
 * Parameter-free ops (max/avg pooling followed by a non-affine BN, identity skip) depend only
-  on the source node and the stride, so they are computed once per source node and shared by
-  every edge leaving it, instead of once per edge.
+  on the source node and the stride, so the pooling is computed once per source node and
+  shared by every edge leaving it, instead of once per edge. Each edge folds its op weight
+  into the BN (a batch-statistics BN without affine parameters: w·(p − μ)/σ in one kernel),
+  so no normalised copy of the pooled map is kept for backward, only the pooled map itself.
 * Every conv op starts with ReLU(x_j); that ReLU is computed once per source node.
 
 The output equals the per-edge formulation up to floating-point summation order.
@@ -23,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch.ops import POOLING_OPS, PreActivated, create_op
+from archsearch.ops.norm_relu import fusable_norm
+from archsearch.ops.pool import max_pool_3x3_lean
 
 
 class SourceFeatures:
@@ -31,10 +35,11 @@ class SourceFeatures:
     __slots__ = ("x", "relu", "pooled")
 
     def __init__(self, x: torch.Tensor, relu: torch.Tensor | None,
-                 pooled: dict[str, torch.Tensor]) -> None:
+                 pooled: dict[str, tuple[torch.Tensor, nn.BatchNorm2d | None]]) -> None:
         self.x = x  # (B, C, H, W)
         self.relu = relu  # (B, C, H, W) or None when no op needs it
-        self.pooled = pooled  # op name -> (B, C, H/s, W/s), BN applied
+        # op name -> (pooled (B, C, H/s, W/s), its BN still to apply, or None when applied)
+        self.pooled = pooled
 
 
 class MixedEdge(nn.Module):
@@ -62,7 +67,13 @@ class MixedEdge(nn.Module):
     def _weighted_op(self, name: str, src: SourceFeatures, weight: torch.Tensor) -> torch.Tensor:
         """weight · op(x); conv ops fold the weight into their last BN (no extra product)."""
         if name in src.pooled:
-            return src.pooled[name] * weight
+            pooled, bn = src.pooled[name]
+            if bn is None:
+                return pooled * weight
+            # contiguous(): PyTorch's CPU BN backward misreads a stride-0 (expanded) weight
+            # on channels-last inputs (see PreActivated.forward_scaled).
+            return F.batch_norm(pooled, None, None, weight.expand(pooled.shape[1]).contiguous(),
+                                None, True, 0.0, bn.eps)
         if name == "skip_connect" and self.stride == 1:
             return src.x * weight
         op = self.ops[name]
@@ -113,10 +124,12 @@ class SearchCell(nn.Module):
         pooled = {}
         for op in self.pool_names:
             if op == "max_pool_3x3":
-                p = F.max_pool2d(x, 3, stride=stride, padding=1)
+                p = max_pool_3x3_lean(x, stride)
             else:
                 p = F.avg_pool2d(x, 3, stride=stride, padding=1, count_include_pad=False)
-            pooled[op] = self.pool_bn[j][op](p)
+            bn = self.pool_bn[j][op]
+            # Batch-statistics BNs are applied per edge, with the op weight folded in.
+            pooled[op] = (p, bn) if fusable_norm(bn) else (bn(p), None)
         return SourceFeatures(x, F.relu(x) if self.needs_relu else None, pooled)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

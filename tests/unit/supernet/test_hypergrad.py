@@ -24,15 +24,15 @@ def _ce(model, batch):
     return F.cross_entropy(model(x), y)
 
 
-def _tiny_supernet():
+def _tiny_supernet(size: int = 8):
     torch.manual_seed(0)
     net = DartsSupernet(DartsCellSpace(nodes=2), channels=4, layers=3, in_channels=1)
     with torch.no_grad():
         net.alpha_normal.normal_(0, 0.5)
         net.alpha_reduce.normal_(0, 0.5)
     g = torch.Generator().manual_seed(1)
-    train = (torch.randn(6, 1, 8, 8, generator=g), torch.randint(0, 10, (6,), generator=g))
-    val = (torch.randn(6, 1, 8, 8, generator=g), torch.randint(0, 10, (6,), generator=g))
+    train = (torch.randn(6, 1, size, size, generator=g), torch.randint(0, 10, (6,), generator=g))
+    val = (torch.randn(6, 1, size, size, generator=g), torch.randint(0, 10, (6,), generator=g))
     return net, train, val
 
 
@@ -56,8 +56,11 @@ def test_first_order_equals_exact_when_xi_is_zero(float64):
         assert torch.allclose(fo[name], ex[name], rtol=0, atol=1e-14)
 
 
-def test_finite_difference_matches_exact_second_order_gradient(float64):
-    net, train, val = _tiny_supernet()
+# 16×16: the first cells also run the steps that recompute activations in backward
+# (depthwise outputs, normalised ReLU inputs), which double backward must see through.
+@pytest.mark.parametrize("size", [8, 16])
+def test_finite_difference_matches_exact_second_order_gradient(float64, size):
+    net, train, val = _tiny_supernet(size)
     step = _step(net, xi=0.05)
     # A small radius: the paper's r = 0.01 steps across ReLU/max-pool kinks of this tiny
     # random network, which blurs the difference quotient; the formula is what we test.

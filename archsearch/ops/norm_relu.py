@@ -1,0 +1,118 @@
+"""The middle of a separable conv, BN → ReLU → depthwise → 1×1, keeping only the BN's input.
+
+A sep conv is  ReLU → dw → pw → BN → ReLU → dw → pw → BN  (DARTS's code). Autograd keeps,
+for its second half, the first BN's input z (for the BN backward) *and* r = ReLU(BN(z)) (for
+the ReLU mask and the depthwise weight gradient): two activations of the same size. r is a
+cheap elementwise function of z and the BN's per-channel statistics, so this step keeps z
+and the statistics only and rebuilds what it needs in backward:
+
+* the ReLU mask as  z > μ  (r > 0 ⟺ (z − μ)·σ⁻¹ > 0, since σ⁻¹ > 0), free;
+* r itself, one elementwise pass, only when a weight gradient is asked for. The
+  architecture-gradient passes of DARTS ask for none, so they never rebuild anything.
+
+The depthwise output dw(r) is not kept either: it is recomputed when the 1×1 weight
+gradient is needed, as in `depthwise_pointwise`. For the supernet that removes one of the
+three activations a sep conv kept beyond its input.
+
+Only for BNs that normalise with batch statistics and have no affine parameters (the
+supernet's); double backward (the exact unrolled gradient) rebuilds the forward with
+autograd, so the second derivative through the batch statistics is exact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from archsearch.ops.depthwise import (
+    RECOMPUTE_MIN_PIXELS,
+    DepthwiseConv2d,
+    _depthwise,
+    _depthwise_backward,
+    _exporting,
+)
+
+
+class _NormReluDepthwisePointwise(torch.autograd.Function):
+    """pw(dw(ReLU(BN(z)))) with a non-affine batch-statistics BN; saves z and BN statistics."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, w_dw: Tensor, w_pw: Tensor, eps: float, stride: int,
+                padding: int, dilation: int) -> Tensor:
+        # (B, C, H, W) → normalised, plus (C,) batch mean and inverse std (BN's own kernel).
+        r, mean, invstd = torch.native_batch_norm(z, None, None, None, None, True, 0.0, eps)
+        r = r.relu_()
+        ctx.save_for_backward(z, mean, invstd, w_dw, w_pw)
+        ctx.config = (eps, stride, padding, dilation)
+        return F.conv2d(_depthwise(r, w_dw, stride, padding, dilation), w_pw)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        z, mean, invstd, w_dw, w_pw = ctx.saved_tensors
+        eps, stride, padding, dilation = ctx.config
+        need_z, need_dw, need_pw = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():  # double backward: rebuild the graph, differentiate it
+            return _backward_by_autograd(ctx, grad_out)
+        grad_z = grad_dw = grad_pw = None
+        r = _rebuild(z, mean, invstd) if (need_dw or need_pw) else None
+        if need_pw:
+            t = _depthwise(r, w_dw, stride, padding, dilation)
+            grad_pw = torch.ops.aten.convolution_backward(
+                grad_out, t, w_pw, None, (1, 1), (0, 0), (1, 1), False, (0, 0), 1,
+                (False, True, False))[1]
+        if need_z or need_dw:
+            # The adjoint of a 1×1 conv is the 1×1 conv with the transposed matrix.
+            grad_t = F.conv2d(grad_out, w_pw.transpose(0, 1))
+            # Without a weight gradient the depthwise backward reads only z's shape/layout.
+            grad_r, grad_dw = _depthwise_backward(grad_t, z if r is None else r, w_dw, stride,
+                                                  padding, dilation, need_z, need_dw)
+            if need_z:
+                grad_n = grad_r.masked_fill_(z <= _channel(mean, z), 0.0)  # ReLU's backward
+                grad_z = torch.ops.aten.native_batch_norm_backward(
+                    grad_n, z, None, None, None, mean, invstd, True, eps,
+                    [True, False, False])[0]
+        return grad_z, grad_dw, grad_pw, None, None, None, None
+
+
+def _channel(stat: Tensor, like: Tensor) -> Tensor:
+    return stat.view(1, -1, 1, 1).to(like.dtype)
+
+
+def _rebuild(z: Tensor, mean: Tensor, invstd: Tensor) -> Tensor:
+    """ReLU(BN(z)) from the saved statistics, in z's memory layout."""
+    return ((z - _channel(mean, z)) * _channel(invstd, z)).relu_()
+
+
+def _backward_by_autograd(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+    z, _, _, w_dw, w_pw = ctx.saved_tensors
+    eps, stride, padding, dilation = ctx.config
+    inputs = [t for t, need in zip((z, w_dw, w_pw), ctx.needs_input_grad[:3], strict=True)
+              if need]
+    with torch.enable_grad():
+        r = F.relu(F.batch_norm(z, None, None, None, None, True, 0.0, eps))
+        out = F.conv2d(F.conv2d(r, w_dw, None, stride, padding, dilation, r.shape[1]), w_pw)
+        grads = iter(torch.autograd.grad(out, inputs, grad_out, create_graph=True))
+    return (*(next(grads) if need else None for need in ctx.needs_input_grad[:3]),
+            None, None, None, None)
+
+
+def fusable_norm(bn: nn.Module) -> bool:
+    """Whether `bn` is a BN this step can stand in for: 2-D, no affine parameters, batch
+    statistics always (no running buffers), as in the supernet."""
+    return (isinstance(bn, nn.BatchNorm2d) and not bn.affine and not bn.track_running_stats
+            and bn.running_mean is None)
+
+
+def norm_relu_depthwise_pointwise(bn: nn.BatchNorm2d, dw: DepthwiseConv2d, pw: nn.Conv2d,
+                                  z: Tensor) -> Tensor:
+    """`pw(dw(relu(bn(z))))`; while recording gradients on CPU, for square maps of at least
+    `RECOMPUTE_MIN_PIXELS` pixels, keeping only z and the BN statistics for backward.
+    `bn` must satisfy `fusable_norm`."""
+    if (not torch.is_grad_enabled() or z.device.type != "cpu" or _exporting()
+            or z.shape[-1] != z.shape[-2] or z.shape[-1] * z.shape[-2] < RECOMPUTE_MIN_PIXELS):
+        return pw(dw(F.relu(bn(z))))
+    return _NormReluDepthwisePointwise.apply(z, dw.weight, pw.weight, bn.eps, dw.stride[0],
+                                             dw.padding[0], dw.dilation[0])
