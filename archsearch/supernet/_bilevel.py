@@ -83,7 +83,8 @@ class BilevelOptimizer:
                            weight_decay=group.get("weight_decay", 0.0), momentum_buffers=buffers)
 
     def arch_step(self, train_batch: Any, val_batch: Any) -> None:
-        """One update of α with the architecture gradient of the chosen order."""
+        """One update of α with the architecture gradient of the chosen order (α's `.grad`
+        is freed after the update)."""
         grads = self.hypergrad(self.model, self.arch_names, self.train_loss, self.val_loss,
                                train_batch, val_batch, self.virtual_step(),
                                average=self.average)
@@ -96,7 +97,8 @@ class BilevelOptimizer:
         _drop_gradients(self.arch.values())
 
     def weight_step(self, train_batch: Any) -> Tensor:
-        """One update of w on a training batch; returns the (detached) training loss."""
+        """One update of w on a training batch; returns the (detached) training loss.
+        The weights' `.grad` are freed after the update."""
         loss = self.train_loss(self.model, train_batch)
         # Only the weights' gradients: α must not accumulate a training gradient.
         grads = torch.autograd.grad(loss, list(self.weights.values()))
