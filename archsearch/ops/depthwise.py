@@ -107,20 +107,30 @@ class _DepthwisePointwiseFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         x, w_dw, w_pw = ctx.saved_tensors
-        stride, padding, dilation = ctx.config
-        need_x, need_dw, need_pw = ctx.needs_input_grad[:3]
-        grad_x = grad_dw = grad_pw = None
-        if need_pw:
-            t = _depthwise(x, w_dw, stride, padding, dilation)
-            grad_pw = torch.ops.aten.convolution_backward(
-                grad_out, t, w_pw, None, (1, 1), (0, 0), (1, 1), False, (0, 0), 1,
-                (False, True, False))[1]
-        if need_x or need_dw:
-            # The adjoint of a 1×1 conv is the 1×1 conv with the transposed matrix.
-            grad_t = F.conv2d(grad_out, w_pw.transpose(0, 1))
-            grad_x, grad_dw = _depthwise_backward(grad_t, x, w_dw, stride, padding, dilation,
-                                                  need_x, need_dw)
-        return grad_x, grad_dw, grad_pw, None, None, None
+        return (*depthwise_pointwise_backward(grad_out, x, x, w_dw, w_pw, *ctx.config,
+                                              *ctx.needs_input_grad[:3]),
+                None, None, None)
+
+
+def depthwise_pointwise_backward(grad_out: Tensor, x: Tensor | None, like_x: Tensor,
+                                 w_dw: Tensor, w_pw: Tensor, stride: int, padding: int,
+                                 dilation: int, need_x: bool, need_dw: bool, need_pw: bool
+                                 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """(∂/∂x, ∂/∂w_dw, ∂/∂w_pw) of pw(dw(x)), each None unless asked for, recomputing dw(x)
+    for the 1×1 weight gradient. `x` may be None when no weight gradient is asked for;
+    `like_x` then gives the input's shape and layout."""
+    grad_x = grad_dw = grad_pw = None
+    if need_pw:
+        t = _depthwise(x, w_dw, stride, padding, dilation)
+        grad_pw = torch.ops.aten.convolution_backward(
+            grad_out, t, w_pw, None, (1, 1), (0, 0), (1, 1), False, (0, 0), 1,
+            (False, True, False))[1]
+    if need_x or need_dw:
+        # The adjoint of a 1×1 conv is the 1×1 conv with the transposed matrix.
+        grad_t = F.conv2d(grad_out, w_pw.transpose(0, 1))
+        grad_x, grad_dw = _depthwise_backward(grad_t, like_x if x is None else x, w_dw, stride,
+                                              padding, dilation, need_x, need_dw)
+    return grad_x, grad_dw, grad_pw
 
 
 def _strided_dilated(stride: int, dilation: int) -> bool:

@@ -31,8 +31,8 @@ from archsearch.ops.depthwise import (
     RECOMPUTE_MIN_PIXELS,
     DepthwiseConv2d,
     _depthwise,
-    _depthwise_backward,
     _exporting,
+    depthwise_pointwise_backward,
 )
 
 
@@ -56,24 +56,15 @@ class _NormReluDepthwisePointwise(torch.autograd.Function):
         need_z, need_dw, need_pw = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():  # double backward: rebuild the graph, differentiate it
             return _backward_by_autograd(ctx, grad_out)
-        grad_z = grad_dw = grad_pw = None
         r = _rebuild(z, mean, invstd) if (need_dw or need_pw) else None
-        if need_pw:
-            t = _depthwise(r, w_dw, stride, padding, dilation)
-            grad_pw = torch.ops.aten.convolution_backward(
-                grad_out, t, w_pw, None, (1, 1), (0, 0), (1, 1), False, (0, 0), 1,
-                (False, True, False))[1]
-        if need_z or need_dw:
-            # The adjoint of a 1×1 conv is the 1×1 conv with the transposed matrix.
-            grad_t = F.conv2d(grad_out, w_pw.transpose(0, 1))
-            # Without a weight gradient the depthwise backward reads only z's shape/layout.
-            grad_r, grad_dw = _depthwise_backward(grad_t, z if r is None else r, w_dw, stride,
-                                                  padding, dilation, need_z, need_dw)
-            if need_z:
-                grad_n = grad_r.masked_fill_(z <= _channel(mean, z), 0.0)  # ReLU's backward
-                grad_z = torch.ops.aten.native_batch_norm_backward(
-                    grad_n, z, None, None, None, mean, invstd, True, eps,
-                    [True, False, False])[0]
+        # Without a weight gradient the depthwise backward reads only z's shape and layout.
+        grad_r, grad_dw, grad_pw = depthwise_pointwise_backward(
+            grad_out, r, z, w_dw, w_pw, stride, padding, dilation, need_z, need_dw, need_pw)
+        grad_z = None
+        if need_z:
+            grad_n = grad_r.masked_fill_(z <= _channel(mean, z), 0.0)  # ReLU's backward
+            grad_z = torch.ops.aten.native_batch_norm_backward(
+                grad_n, z, None, None, None, mean, invstd, True, eps, [True, False, False])[0]
         return grad_z, grad_dw, grad_pw, None, None, None, None
 
 

@@ -63,25 +63,13 @@ def test_fused_step_supports_double_backward(float64):
     assert torch.allclose(grads["fused"], grads["plain"], atol=1e-9)
 
 
-def _saved_bytes(fn) -> int:
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(storages.values())
-
-
 @pytest.mark.parametrize("name", ["sep_conv_5x5", "dil_conv_3x3"])
-def test_ops_keep_no_depthwise_output_for_backward(name):
+def test_ops_keep_no_depthwise_output_for_backward(name, saved_bytes):
     torch.manual_seed(0)
     op = create_op(name, 8, 1, affine=False)
     x = torch.randn(4, 8, 16, 16).relu().contiguous(memory_format=CL).requires_grad_()
     activation = x.numel() * x.element_size()
-    fused, plain = _saved_bytes(lambda: op.forward_activated(x)), _saved_bytes(lambda: op.body(x))
+    fused, plain = saved_bytes(lambda: op.forward_activated(x)), saved_bytes(lambda: op.body(x))
     # sep conv: two depthwise outputs fewer, dil conv: one (weights and BN stats are small).
     assert plain - fused >= (2 if name.startswith("sep") else 1) * activation
     assert torch.allclose(op.forward_activated(x), op.body(x), atol=1e-5)

@@ -67,19 +67,7 @@ def test_the_step_is_differentiable_twice(float64):
     assert torch.allclose(second["fused"], second["plain"], atol=1e-9)
 
 
-def _saved_bytes(fn) -> int:
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(storages.values())
-
-
-def test_a_search_sep_conv_keeps_one_activation_less():
+def test_a_search_sep_conv_keeps_one_activation_less(saved_bytes):
     torch.manual_seed(0)
     op = create_op("sep_conv_3x3", 8, 1, affine=False)
     for m in op.modules():
@@ -88,7 +76,7 @@ def test_a_search_sep_conv_keeps_one_activation_less():
             m.running_mean = m.running_var = m.num_batches_tracked = None
     x = torch.randn(4, 8, 16, 16).relu().contiguous(memory_format=CL).requires_grad_()
     activation = x.numel() * x.element_size()
-    fused, plain = _saved_bytes(lambda: op.forward_activated(x)), _saved_bytes(lambda: op.body(x))
+    fused, plain = saved_bytes(lambda: op.forward_activated(x)), saved_bytes(lambda: op.body(x))
     # Plain: x, both depthwise outputs, both BN inputs, the ReLU output. Fused: x, BN inputs.
     assert plain - fused >= 3 * activation
     assert torch.allclose(op.forward_activated(x), op.body(x), atol=1e-5)
