@@ -7,8 +7,10 @@ DARTS spends most of its time there (every sep/dil conv starts with one). Three 
   by 180° (or a transposed conv when strided), so for dilated kernels we compute it with the
   fast forward kernel, and ask the native backward for the weight gradient only — and only
   when autograd needs it. The architecture-gradient passes of DARTS need no weight gradient.
-* oneDNN's fast weight-gradient kernel exists for undilated 3×3 kernels only; 5×5 and
-  (where it pays) dilated weight gradients are assembled from 3×3 ones (`_tiled_weight_grad`).
+* oneDNN's fast weight-gradient kernel exists for undilated 3×3 kernels only. A dilated
+  kernel's weight gradient is an undilated one over the input's pixel phases stacked along
+  the batch (`_phase_weight_grad`); 5×5 ones are, where it pays, assembled from 3×3 blocks
+  (`_tiled_weight_grad`).
 * A depthwise conv followed by a 1×1 conv (the start of every sep/dil conv) runs as one
   autograd step that keeps only its input for backward and recomputes the depthwise output
   when the 1×1 weight gradient is needed: a third less memory for the supernet's saved tensors.
@@ -159,6 +161,8 @@ def _depthwise_backward(grad_out: Tensor, x: Tensor, weight: Tensor, stride: int
     if not (need_x or need_w):
         return grad_x, None
     grad_w = None
+    if need_w and _phase_weight_grad_pays(x, weight, stride, padding, dilation):
+        grad_w, need_w = _phase_weight_grad(grad_out, x, weight, padding, dilation), False
     if need_w and _tiled_weight_grad_pays(x, weight, stride, dilation):
         grad_w, need_w = _tiled_weight_grad(grad_out, x, weight.shape[-1], stride, padding,
                                             dilation), False
@@ -170,17 +174,58 @@ def _depthwise_backward(grad_out: Tensor, x: Tensor, weight: Tensor, stride: int
     return (native[0] if need_x else grad_x), (native[1] if need_w else grad_w)
 
 
+def _phase_weight_grad_pays(x: Tensor, weight: Tensor, stride: int, padding: int,
+                            dilation: int) -> bool:
+    # Measured on 2 CPU cores (DARTS shapes, batch 16): the phase-stacked weight gradient is
+    # 1.2-2.3× faster for dilated 3×3 kernels at 32²/16²/8², and 5× faster for a dilated
+    # 5×5 kernel wider than its 8×8 input; for 5×5 kernels inside 16² and 32² maps it is
+    # as fast as oneDNN's own (so the native kernel keeps those).
+    kernel, size = weight.shape[-1], x.shape[-1]
+    if (x.dtype != torch.float32 or not x.is_contiguous(memory_format=torch.channels_last)
+            or stride != 1 or dilation == 1 or padding % dilation
+            or x.shape[-1] % dilation or x.shape[-2] % dilation):
+        return False
+    return kernel == 3 or dilation * (kernel - 1) + 1 > size
+
+
+def _phases(t: Tensor, dilation: int) -> Tensor:
+    """(N, C, H, W) channels-last → (d²·N, C, H/d, W/d) channels-last, one copy: the d² pixel
+    phases t[:, :, a::d, b::d] stacked along the batch, phase-major."""
+    n, c, h, w = t.shape
+    d = dilation
+    nhwc = t.permute(0, 2, 3, 1).reshape(n, h // d, d, w // d, d, c)  # n, h', a, w', b, c
+    return (nhwc.permute(2, 4, 0, 1, 3, 5).reshape(d * d * n, h // d, w // d, c)
+            .permute(0, 3, 1, 2))
+
+
+def _phase_weight_grad(grad_out: Tensor, x: Tensor, weight: Tensor, padding: int,
+                       dilation: int) -> Tensor:
+    """∂/∂weight of a stride-1 dilated depthwise conv as one *undilated* weight gradient.
+
+    Output pixel h = d·h' + a reads input rows d·h' + a + d·i − p = d·(h' + i − p/d) + a:
+    phase a of the output is the undilated conv (padding p/d) of phase a of the input, with
+    the same kernel. Stacking the d² phases along the batch sums their contributions to
+    ∂L/∂w in one call of oneDNN's undilated kernel (fast for 3×3) instead of its slow
+    dilated one. Needs p and the map size divisible by d.
+    """
+    channels, pad = x.shape[1], padding // dilation
+    return torch.ops.aten.convolution_backward(
+        _phases(grad_out, dilation), _phases(x, dilation), weight, None, (1, 1), (pad, pad),
+        (1, 1), False, (0, 0), channels, (False, True, False))[1]
+
+
 def _tiled_weight_grad_pays(x: Tensor, weight: Tensor, stride: int, dilation: int) -> bool:
     # oneDNN has a fast depthwise weight-gradient kernel for undilated 3×3 kernels only;
     # bigger or dilated ones go to generic kernels. Measured on 2 CPU cores (DARTS shapes,
-    # batch 16/32, C=16/32/64 at 32²/16²/8²): 3×3 blocks are 1.5-2.6× faster for undilated
-    # 5×5 kernels over ≥ 2048 output pixels per channel, and 2-3× faster for dilated
-    # kernels wider than the input (oneDNN falls back to a GEMM there); otherwise slower.
+    # batch 16-256, C=16/32/64 at 32²/16²/8²): 3×3 blocks are 1.1-1.9× faster for
+    # undilated 5×5 kernels over ≥ 8192 output pixels per channel and 0.75-0.8× as fast
+    # over 2048-4096, and 2-3× faster for dilated kernels wider than the input (oneDNN
+    # falls back to a GEMM there) that the phase-stacked gradient does not take.
     kernel, size = weight.shape[-1], x.shape[-1]
     if x.dtype != torch.float32 or not x.is_contiguous(memory_format=torch.channels_last):
         return False
     if dilation == 1:
-        return kernel > 3 and x.shape[0] * (size // stride) ** 2 >= 2048
+        return kernel > 3 and x.shape[0] * (size // stride) ** 2 >= 8192
     return stride == 1 and kernel >= 3 and dilation * (kernel - 1) + 1 > size
 
 

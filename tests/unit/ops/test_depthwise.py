@@ -1,5 +1,6 @@
-"""The fast depthwise paths: the fused depthwise→1×1 step and the tiled weight gradient give
-the plain convolutions' values and gradients, and the fused step keeps less for backward."""
+"""The fast depthwise paths: the fused depthwise→1×1 step and the phase-stacked and tiled
+weight gradients give the plain convolutions' values and gradients, and the fused step keeps
+less for backward."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from archsearch.ops import create_op
 from archsearch.ops.depthwise import (
     DepthwiseConv2d,
     _DepthwisePointwiseFunction,
+    _phase_weight_grad,
+    _phase_weight_grad_pays,
     _tiled_weight_grad,
     depthwise_pointwise,
 )
@@ -93,6 +96,51 @@ def test_tiled_weight_gradient_equals_the_native_one(size, kernel, dilation, str
                                dilation)
     assert tiled.shape == native.shape
     assert torch.allclose(tiled, native, atol=1e-4, rtol=1e-4)
+
+
+def _native_weight_grad(g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, padding: int,
+                        dilation: int) -> torch.Tensor:
+    return torch.ops.aten.convolution_backward(
+        g, x, weight, None, (1, 1), (padding, padding), (dilation, dilation), False, (0, 0),
+        x.shape[1], (False, True, False))[1]
+
+
+@pytest.mark.parametrize("size", [2, 4, 6, 8, 16])
+@pytest.mark.parametrize("kernel,dilation", [(3, 2), (5, 2), (3, 3), (5, 3)])
+def test_phase_stacked_weight_gradient_equals_the_native_one(size, kernel, dilation):
+    padding = dilation * (kernel - 1) // 2
+    if size % dilation:
+        pytest.skip("the phases need a map size divisible by the dilation")
+    torch.manual_seed(size + kernel + dilation)
+    x = torch.randn(3, 5, size, size).contiguous(memory_format=CL)
+    weight = torch.randn(5, 1, kernel, kernel)
+    g = torch.randn_like(F.conv2d(x, weight, None, 1, padding, dilation, 5))
+    native = _native_weight_grad(g, x, weight, padding, dilation)
+    phased = _phase_weight_grad(g.contiguous(memory_format=CL), x, weight, padding, dilation)
+    assert phased.shape == native.shape
+    assert torch.allclose(phased, native, atol=1e-4, rtol=1e-4)
+
+
+def test_phase_stacked_weight_gradient_is_taken_where_it_pays_and_is_twice_differentiable():
+    x = torch.randn(2, 4, 8, 8).contiguous(memory_format=CL)
+    w3, w5 = torch.randn(4, 1, 3, 3), torch.randn(4, 1, 5, 5)
+    assert _phase_weight_grad_pays(x, w3, 1, 2, 2)  # dil_conv_3x3
+    assert _phase_weight_grad_pays(x, w5, 1, 4, 2)  # dil_conv_5x5 wider than the map
+    assert not _phase_weight_grad_pays(x, w5, 1, 2, 1)  # undilated
+    assert not _phase_weight_grad_pays(x, w3, 2, 2, 2)  # strided
+    assert not _phase_weight_grad_pays(x[..., :7, :7], w3, 1, 2, 2)  # odd size
+    assert not _phase_weight_grad_pays(x.double(), w3.double(), 1, 2, 2)
+    # Through the module (float32, so the phase path runs): the plain conv's second
+    # derivatives, as the exact unrolled gradient needs.
+    torch.manual_seed(3)
+    dw = DepthwiseConv2d(4, 3, padding=2, dilation=2)
+    xr = x.relu().requires_grad_()
+    grads = []
+    for out in (dw(xr), F.conv2d(xr, dw.weight, None, 1, 2, 2, 4)):
+        g_w = torch.autograd.grad(out.pow(2).sum(), dw.weight, create_graph=True)[0]
+        grads.append(torch.autograd.grad(g_w.pow(2).sum(), xr)[0])
+    assert "DepthwiseConv" in type(dw(xr).grad_fn).__name__
+    assert torch.allclose(grads[0], grads[1], atol=1e-3, rtol=1e-3)
 
 
 def test_the_fast_paths_are_bypassed_without_autograd_and_while_tracing():
