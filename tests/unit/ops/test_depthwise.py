@@ -32,19 +32,15 @@ def _pair(channels: int, kernel: int, stride: int, dilation: int, dtype: torch.d
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("kernel,dilation,stride", [(3, 1, 1), (5, 1, 1), (3, 2, 1), (5, 2, 1),
                                                     (5, 1, 2), (3, 2, 2)])
-def test_fused_depthwise_pointwise_matches_the_two_convs(dtype, kernel, dilation, stride):
+def test_fused_depthwise_pointwise_matches_the_two_convs(matches_plain, dtype, kernel, dilation,
+                                                         stride):
     torch.manual_seed(0)
     dw, pw = _pair(4, kernel, stride, dilation, dtype)
     x = torch.randn(3, 4, 16, 16, dtype=dtype).contiguous(memory_format=CL).requires_grad_()
     fused, plain = depthwise_pointwise(dw, pw, x), pw(dw(x))
     assert "DepthwisePointwise" in type(fused.grad_fn).__name__
     tol = 1e-4 if dtype == torch.float32 else 1e-11
-    assert torch.allclose(fused, plain, atol=tol)
-    g = torch.randn_like(plain)
-    params = [x, dw.weight, pw.weight]
-    for a, b in zip(torch.autograd.grad(fused, params, g), torch.autograd.grad(plain, params, g),
-                    strict=True):
-        assert torch.allclose(a, b, atol=tol, rtol=1e-4)
+    g = matches_plain(fused, plain, [x, dw.weight, pw.weight], tol)
     # With frozen weights (DARTS's α-only passes) only the input gradient is computed.
     frozen = _DepthwisePointwiseFunction.apply(x, dw.weight.detach(), pw.weight.detach(),
                                                stride, dw.padding[0], dilation)
@@ -78,6 +74,14 @@ def test_ops_keep_no_depthwise_output_for_backward(name, saved_bytes):
     assert torch.allclose(op.forward_activated(x), op.body(x), atol=1e-5)
 
 
+def _native_weight_grad(g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: int,
+                        padding: int, dilation: int) -> torch.Tensor:
+    """oneDNN's (or PyTorch's) own ∂/∂weight of a depthwise conv."""
+    return torch.ops.aten.convolution_backward(
+        g, x, weight, None, (stride, stride), (padding, padding), (dilation, dilation), False,
+        (0, 0), x.shape[1], (False, True, False))[1]
+
+
 @pytest.mark.parametrize("size", [5, 8, 9])
 @pytest.mark.parametrize("kernel,dilation,stride,padding", [
     (5, 1, 1, 2), (5, 1, 2, 2), (7, 1, 1, 3), (4, 1, 1, 1), (5, 1, 1, 0),
@@ -89,20 +93,11 @@ def test_tiled_weight_gradient_equals_the_native_one(size, kernel, dilation, str
     x = torch.randn(3, 5, size, size).contiguous(memory_format=CL)
     weight = torch.randn(5, 1, kernel, kernel)
     g = torch.randn_like(F.conv2d(x, weight, None, stride, padding, dilation, 5))
-    native = torch.ops.aten.convolution_backward(
-        g, x, weight, None, (stride, stride), (padding, padding), (dilation, dilation), False,
-        (0, 0), 5, (False, True, False))[1]
+    native = _native_weight_grad(g, x, weight, stride, padding, dilation)
     tiled = _tiled_weight_grad(g.contiguous(memory_format=CL), x, kernel, stride, padding,
                                dilation)
     assert tiled.shape == native.shape
     assert torch.allclose(tiled, native, atol=1e-4, rtol=1e-4)
-
-
-def _native_weight_grad(g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, padding: int,
-                        dilation: int) -> torch.Tensor:
-    return torch.ops.aten.convolution_backward(
-        g, x, weight, None, (1, 1), (padding, padding), (dilation, dilation), False, (0, 0),
-        x.shape[1], (False, True, False))[1]
 
 
 @pytest.mark.parametrize("size", [2, 4, 6, 8, 16])
@@ -115,7 +110,7 @@ def test_phase_stacked_weight_gradient_equals_the_native_one(size, kernel, dilat
     x = torch.randn(3, 5, size, size).contiguous(memory_format=CL)
     weight = torch.randn(5, 1, kernel, kernel)
     g = torch.randn_like(F.conv2d(x, weight, None, 1, padding, dilation, 5))
-    native = _native_weight_grad(g, x, weight, padding, dilation)
+    native = _native_weight_grad(g, x, weight, 1, padding, dilation)
     phased = _phase_weight_grad(g.contiguous(memory_format=CL), x, weight, padding, dilation)
     assert phased.shape == native.shape
     assert torch.allclose(phased, native, atol=1e-4, rtol=1e-4)

@@ -33,19 +33,15 @@ def _plain(bn, dw, pw, z):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("kernel,dilation", [(3, 1), (5, 1), (3, 2), (5, 2)])
-def test_the_step_gives_the_plain_layers_values_and_gradients(dtype, kernel, dilation):
+def test_the_step_gives_the_plain_layers_values_and_gradients(matches_plain, dtype, kernel,
+                                                              dilation):
     torch.manual_seed(kernel + dilation)
     bn, dw, pw = _layers(4, kernel, dilation, dtype)
     z = torch.randn(3, 4, 16, 16, dtype=dtype).contiguous(memory_format=CL).requires_grad_()
     fused, plain = norm_relu_depthwise_pointwise(bn, dw, pw, z), _plain(bn, dw, pw, z)
     assert "NormReluDepthwisePointwise" in type(fused.grad_fn).__name__
     tol = 1e-4 if dtype == torch.float32 else 1e-11
-    assert torch.allclose(fused, plain, atol=tol)
-    g = torch.randn_like(plain)
-    params = [z, dw.weight, pw.weight]
-    for a, b in zip(torch.autograd.grad(fused, params, g), torch.autograd.grad(plain, params, g),
-                    strict=True):
-        assert torch.allclose(a, b, atol=tol, rtol=1e-4)
+    g = matches_plain(fused, plain, [z, dw.weight, pw.weight], tol)
     # Frozen weights (DARTS's α-only passes): the input gradient alone, nothing rebuilt.
     frozen = _NormReluDepthwisePointwise.apply(z, dw.weight.detach(), pw.weight.detach(),
                                                bn.eps, 1, dw.padding[0], dilation)
