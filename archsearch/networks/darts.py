@@ -16,6 +16,7 @@ from torch import nn
 
 from archsearch.errors import ConfigError
 from archsearch.ops import FactorizedReduce, ReLUConvBN, create_op
+from archsearch.ops.layout import cat_channels, match_grad_layout
 from archsearch.spaces.darts import Genotype
 
 
@@ -57,7 +58,7 @@ class DiscreteCell(nn.Module):
                     h = drop_path(h, drop_prob)
                 node = node + h
             states.append(node)
-        return torch.cat([states[i] for i in self.concat], dim=1)
+        return cat_channels([states[i] for i in self.concat])  # (B, multiplier·C, H, W)
 
 
 class AuxiliaryHead(nn.Module):
@@ -152,8 +153,9 @@ class DartsNetwork(nn.Module):
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
             if i == self.aux_index and self.aux_head is not None and self.training:
-                aux = self.aux_head(s1)
-        logits = self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+                aux = self.aux_head(match_grad_layout(s1))
+        # The pooling's backward gives NCHW gradients; the cells' BNs want channels-last.
+        logits = self.classifier(F.adaptive_avg_pool2d(match_grad_layout(s1), 1).flatten(1))
         return logits, aux
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

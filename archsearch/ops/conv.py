@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch.ops.depthwise import DepthwiseConv2d, depthwise_pointwise, is_pointwise
+from archsearch.ops.layout import cat_channels
 from archsearch.ops.norm_relu import fusable_norm, norm_relu_depthwise_pointwise
 
 
@@ -154,4 +155,4 @@ class FactorizedReduce(PreActivated):
         # Shift by one pixel; the zero pad on the far side keeps odd sizes aligned and is
         # never sampled by the stride-2 conv when the size is even.
         shifted = F.pad(x_relu[:, :, 1:, 1:], (0, 1, 0, 1))
-        return torch.cat([self.conv_even(x_relu), self.conv_odd(shifted)], dim=1)
+        return cat_channels([self.conv_even(x_relu), self.conv_odd(shifted)])

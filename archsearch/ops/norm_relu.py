@@ -6,7 +6,7 @@ the ReLU mask and the depthwise weight gradient): two activations of the same si
 cheap elementwise function of z and the BN's per-channel statistics, so this step keeps z
 and the statistics only and rebuilds what it needs in backward:
 
-* the ReLU mask as  z > μ  (r > 0 ⟺ (z − μ)·σ⁻¹ > 0, since σ⁻¹ > 0), free;
+* the ReLU mask as  z − μ > 0  (r > 0 ⟺ (z − μ)·σ⁻¹ > 0, since σ⁻¹ > 0), one subtraction;
 * r itself, one elementwise pass, only when a weight gradient is asked for. The
   architecture-gradient passes of DARTS ask for none, so they never rebuild anything.
 
@@ -62,7 +62,9 @@ class _NormReluDepthwisePointwise(torch.autograd.Function):
             grad_out, r, z, w_dw, w_pw, stride, padding, dilation, need_z, need_dw, need_pw)
         grad_z = None
         if need_z:
-            grad_n = grad_r.masked_fill_(z <= _channel(mean, z), 0.0)  # ReLU's backward
+            # ReLU's backward: zero where z ≤ μ. Measured on 2 CPU cores, channels-last:
+            # thresholding z − μ is 5-12× faster than masked_fill with the broadcast mask.
+            grad_n = torch.ops.aten.threshold_backward(grad_r, z - _channel(mean, z), 0)
             grad_z = torch.ops.aten.native_batch_norm_backward(
                 grad_n, z, None, None, None, mean, invstd, True, eps, [True, False, False])[0]
         return grad_z, grad_dw, grad_pw, None, None, None, None

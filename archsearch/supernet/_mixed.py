@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch.ops import POOLING_OPS, PreActivated, create_op
+from archsearch.ops.layout import cat_channels
 from archsearch.ops.norm_relu import fusable_norm
 from archsearch.ops.pool import max_pool_3x3_lean
 
@@ -149,4 +150,4 @@ class SearchCell(nn.Module):
             states.append(node)
             if i < self.nodes + 1:
                 sources.append(self._source(i, node))
-        return torch.cat(states, dim=1)
+        return cat_channels(states)  # (B, nodes·C, H, W)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch.networks.darts import check_network_size, reduction_indices
+from archsearch.ops.layout import match_grad_layout
 from archsearch.space import Arch
 from archsearch.spaces.darts import DartsCellSpace
 from archsearch.supernet._mixed import SearchCell
@@ -59,7 +60,8 @@ class DartsSupernet(nn.Module):
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
-        return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+        # The pooling's backward gives NCHW gradients; the cells' BNs want channels-last.
+        return self.classifier(F.adaptive_avg_pool2d(match_grad_layout(s1), 1).flatten(1))
 
     def alphas(self) -> dict[str, list[list[float]]]:
         """α of both cell types as nested lists (rows = edges in label order, cols = ops)."""

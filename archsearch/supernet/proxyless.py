@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archsearch.ops import POOLING_OPS, FactorizedReduce, ReLUConvBN, create_op
+from archsearch.ops.layout import cat_channels, match_grad_layout
 from archsearch.space import Arch
 from archsearch.spaces.darts import CELL_TYPES, DartsCellSpace
 from archsearch.supernet.cost import op_macs_table
@@ -153,7 +154,7 @@ class PathCell(nn.Module):
                 node = torch.zeros_like(states[1][:, :, ::stride, ::stride])
             states.append(node)
             row += i
-        return torch.cat(states[2:], dim=1)
+        return cat_channels(states[2:])  # (B, nodes·C, H, W)
 
 
 class ProxylessSupernet(nn.Module):
@@ -202,7 +203,8 @@ class ProxylessSupernet(nn.Module):
             gates = None if paths.gates is None else paths.gates[kind]
             open_ = None if paths.open is None else paths.open[kind]
             s0, s1 = s1, cell(s0, s1, paths.ops[kind], gates, open_)
-        return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+        # The pooling's backward gives NCHW gradients; the cells' BNs want channels-last.
+        return self.classifier(F.adaptive_avg_pool2d(match_grad_layout(s1), 1).flatten(1))
 
     # --- sampling the binary gates (eq. 2) --------------------------------------------
     def probabilities(self, cell: str) -> Tensor:

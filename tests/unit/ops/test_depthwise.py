@@ -37,7 +37,7 @@ def test_fused_depthwise_pointwise_matches_the_two_convs(matches_plain, dtype, k
     torch.manual_seed(0)
     dw, pw = _pair(4, kernel, stride, dilation, dtype)
     x = torch.randn(3, 4, 16, 16, dtype=dtype).contiguous(memory_format=CL).requires_grad_()
-    fused, plain = depthwise_pointwise(dw, pw, x), pw(dw(x))
+    fused, plain = depthwise_pointwise(dw, pw, x), _plain(dw, pw, x)
     assert "DepthwisePointwise" in type(fused.grad_fn).__name__
     tol = 1e-4 if dtype == torch.float32 else 1e-11
     g = matches_plain(fused, plain, [x, dw.weight, pw.weight], tol)
@@ -45,7 +45,49 @@ def test_fused_depthwise_pointwise_matches_the_two_convs(matches_plain, dtype, k
     frozen = _DepthwisePointwiseFunction.apply(x, dw.weight.detach(), pw.weight.detach(),
                                                stride, dw.padding[0], dilation)
     assert torch.allclose(torch.autograd.grad(frozen, x, g)[0],
-                          torch.autograd.grad(pw(dw(x)), x, g)[0], atol=tol, rtol=1e-4)
+                          torch.autograd.grad(_plain(dw, pw, x), x, g)[0], atol=tol, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("size", [7, 8, 15, 16])
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_strided_dilated_conv_runs_on_one_pixel_phase_with_the_same_results(
+        matches_plain, dtype, size, kernel):
+    # The reduction cells' dil convs (stride 2, dilation 2) as undilated convs of x[::2, ::2].
+    torch.manual_seed(size + kernel)
+    dw, pw = _pair(4, kernel, 2, 2, dtype)
+    x = torch.randn(3, 4, size, size, dtype=dtype).contiguous(memory_format=CL).requires_grad_()
+    tol = 1e-4 if dtype == torch.float32 else 1e-11
+    for out in (pw(dw(x)), depthwise_pointwise(dw, pw, x)):
+        assert "_StridePhase" in _graph_names(out)
+        matches_plain(out, _plain(dw, pw, x), [x, dw.weight, pw.weight], tol)
+        out = depthwise_pointwise(dw, pw, x)
+        # The input gradient comes back in the input's layout (no mixed-layout sums behind).
+        grad_x = torch.autograd.grad(out.sum(), x)[0]
+        assert grad_x.is_contiguous(memory_format=CL)
+    # Second derivatives, as the exact unrolled gradient needs.
+    second = []
+    for out in (depthwise_pointwise(dw, pw, x), _plain(dw, pw, x)):
+        g_w = torch.autograd.grad(out.pow(2).sum(), dw.weight, create_graph=True)[0]
+        second.append(torch.autograd.grad(g_w.pow(2).sum(), x)[0])
+    assert torch.allclose(second[0], second[1], atol=1e3 * tol, rtol=1e-3)
+
+
+def _plain(dw: DepthwiseConv2d, pw: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """pw(dw(x)) by PyTorch's own convolutions."""
+    return pw(F.conv2d(x, dw.weight, None, dw.stride[0], dw.padding[0], dw.dilation[0],
+                       x.shape[1]))
+
+
+def _graph_names(out: torch.Tensor) -> set[str]:
+    """Names of the autograd nodes behind `out`."""
+    seen, todo = set(), [out.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            todo.extend(n for n, _ in node.next_functions)
+    return {type(node).__name__.removesuffix("Backward") for node in seen}
 
 
 def test_fused_step_supports_double_backward(float64):
