@@ -32,19 +32,20 @@ class PreActivated(nn.Module):
     def forward_scaled(self, x_relu: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """`scale · op(x)` for an input that has already gone through ReLU.
 
-        When the op ends in a BN without affine parameters that normalises with batch
-        statistics (the supernet's BNs), `scale` becomes that BN's weight: w·(z − μ)/σ in
-        one kernel, with ∂/∂w computed by BN's own backward. That saves the supernet a
-        multiplication and a stored activation per op. Otherwise: a plain product.
+        `scale` is a scalar tensor, or that value repeated per output channel ((C,),
+        contiguous) when the caller has it at hand. When the op ends in a BN without affine
+        parameters that normalises with batch statistics (the supernet's BNs), `scale`
+        becomes that BN's weight: w·(z − μ)/σ in one kernel, with ∂/∂w computed by BN's own
+        backward. That saves the supernet a multiplication and a stored activation per op.
+        Otherwise: a plain product.
         """
         bn = self.final_bn()
         if bn is None or bn.affine or bn.track_running_stats:
-            return self.forward_activated(x_relu) * scale
+            out = self.forward_activated(x_relu)
+            return out * (scale.view(1, -1, 1, 1) if scale.dim() else scale)
         z = self.before_final_bn(x_relu)
-        # contiguous(): PyTorch's CPU BN backward misreads a stride-0 (expanded) weight on
-        # channels-last inputs and returns a wrong input gradient.
-        weight = scale.expand(z.shape[1]).contiguous()
-        return F.batch_norm(z, None, None, weight, None, True, 0.0, bn.eps)
+        return F.batch_norm(z, None, None, channel_scale(scale, None, z), None, True, 0.0,
+                            bn.eps)
 
     def final_bn(self) -> nn.BatchNorm2d | None:
         last = self.body[-1] if isinstance(self.body, nn.Sequential) else None
@@ -52,6 +53,21 @@ class PreActivated(nn.Module):
 
     def before_final_bn(self, x_relu: torch.Tensor) -> torch.Tensor:
         return run_layers(list(self.body)[:-1], x_relu)
+
+
+def channel_scale(scale: torch.Tensor, per_channel: torch.Tensor | None,
+                  z: torch.Tensor) -> torch.Tensor:
+    """A BN weight (C,) that multiplies every channel of `z` by the scalar `scale`:
+    `per_channel` if given, `scale` itself if it already is one, else a contiguous copy.
+
+    Never a stride-0 expand: PyTorch's CPU BN backward misreads an expanded weight on
+    channels-last inputs and returns a wrong input gradient.
+    """
+    if per_channel is not None:
+        return per_channel
+    if scale.dim() == 1:
+        return scale
+    return scale.expand(z.shape[1]).contiguous()
 
 
 def run_layers(layers: list[nn.Module], x: torch.Tensor) -> torch.Tensor:

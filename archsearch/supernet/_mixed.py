@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch.ops import POOLING_OPS, PreActivated, create_op
+from archsearch.ops.conv import channel_scale
 from archsearch.ops.layout import cat_channels
 from archsearch.ops.norm_relu import fusable_norm
 from archsearch.ops.pool import max_pool_3x3_lean
@@ -55,31 +56,38 @@ class MixedEdge(nn.Module):
             name: create_op(name, channels, stride, affine=False)
             for name in ops if _is_parametric(name, stride)})
 
-    def forward(self, src: SourceFeatures, weights: torch.Tensor) -> torch.Tensor | None:
-        """Σ_o weights[o] · o(x) over the ops of this edge; `weights` is (K,) after softmax."""
+    def forward(self, src: SourceFeatures, weights: torch.Tensor,
+                channel_weights: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Σ_o weights[o] · o(x) over the ops of this edge; `weights` is (K,) after softmax.
+
+        `channel_weights`, optional, is `weights` repeated per channel, (K, C) contiguous:
+        the BNs that fold an op weight in take their (C,) weight vector from it.
+        """
         out: torch.Tensor | None = None
         for k, name in enumerate(self.op_names):
             if name == "none":
                 continue
-            term = self._weighted_op(name, src, weights[k])
-            out = term if out is None else out + term
+            per_channel = None if channel_weights is None else channel_weights[k]
+            term = self._weighted_op(name, src, weights[k], per_channel)
+            # In place: every term is a fresh tensor that no backward step needs (BN keeps its
+            # input, a product its factors), so the sum needs no new buffer per term.
+            out = term if out is None else out.add_(term)
         return out
 
-    def _weighted_op(self, name: str, src: SourceFeatures, weight: torch.Tensor) -> torch.Tensor:
+    def _weighted_op(self, name: str, src: SourceFeatures, weight: torch.Tensor,
+                     per_channel: torch.Tensor | None) -> torch.Tensor:
         """weight · op(x); conv ops fold the weight into their last BN (no extra product)."""
         if name in src.pooled:
             pooled, bn = src.pooled[name]
             if bn is None:
                 return pooled * weight
-            # contiguous(): PyTorch's CPU BN backward misreads a stride-0 (expanded) weight
-            # on channels-last inputs (see PreActivated.forward_scaled).
-            return F.batch_norm(pooled, None, None, weight.expand(pooled.shape[1]).contiguous(),
+            return F.batch_norm(pooled, None, None, channel_scale(weight, per_channel, pooled),
                                 None, True, 0.0, bn.eps)
         if name == "skip_connect" and self.stride == 1:
             return src.x * weight
         op = self.ops[name]
         if isinstance(op, PreActivated) and src.relu is not None:
-            return op.forward_scaled(src.relu, weight)
+            return op.forward_scaled(src.relu, weight if per_channel is None else per_channel)
         return op(src.x) * weight
 
 
@@ -101,6 +109,7 @@ class SearchCell(nn.Module):
         from archsearch.ops import FactorizedReduce, ReLUConvBN
 
         self.nodes = nodes
+        self.channels = channels
         self.reduction = reduction
         self.preprocess0 = (FactorizedReduce(c_prev_prev, channels, affine=False)
                             if reduction_prev else
@@ -136,14 +145,16 @@ class SearchCell(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """`weights` is softmax(α) of this cell type, (edges, ops); returns (B, nodes·C, H, W)."""
         sources = [self._source(0, self.preprocess0(s0)), self._source(1, self.preprocess1(s1))]
+        # (edges, ops, C): one copy per cell instead of one expand + copy per folded BN.
+        channel_weights = weights.unsqueeze(-1).expand(-1, -1, self.channels).contiguous()
         states: list[torch.Tensor] = []
         row = 0
         for i in range(2, self.nodes + 2):
             node: torch.Tensor | None = None
             for j in range(i):
-                term = self.edges[row + j](sources[j], weights[row + j])
+                term = self.edges[row + j](sources[j], weights[row + j], channel_weights[row + j])
                 if term is not None:
-                    node = term if node is None else node + term
+                    node = term if node is None else node.add_(term)
             row += i
             # The space guarantees an op other than `none`, so every edge adds a term.
             assert node is not None

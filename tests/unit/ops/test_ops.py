@@ -125,7 +125,8 @@ def test_depthwise_module_matches_plain_conv_in_float32(monkeypatch, dilation, s
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_scaled_op_equals_op_times_scale_with_gradients(dtype, channels_last):
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_scaled_op_equals_op_times_scale_with_gradients(dtype, channels_last, per_channel):
     torch.manual_seed(0)
     op = create_op("sep_conv_3x3", 4, 1, affine=False).to(dtype)
     for m in op.modules():
@@ -137,7 +138,8 @@ def test_scaled_op_equals_op_times_scale_with_gradients(dtype, channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_()
     scale = torch.tensor(0.7, dtype=dtype, requires_grad=True)
-    fast = op.forward_scaled(x, scale)
+    # The scale as a scalar, or repeated per channel (as the supernet cell hands it over).
+    fast = op.forward_scaled(x, scale.expand(4).contiguous() if per_channel else scale)
     slow = op.forward_activated(x) * scale
     g = torch.randn_like(slow)
     tol = 1e-4 if dtype == torch.float32 else 1e-10
