@@ -11,6 +11,9 @@ DARTS spends most of its time there (every sep/dil conv starts with one). Three 
   kernel's weight gradient is an undilated one over the input's pixel phases stacked along
   the batch (`_phase_weight_grad`); 5×5 ones are, where it pays, assembled from 3×3 blocks
   (`_tiled_weight_grad`).
+* A strided dilated conv whose stride equals its dilation (the reduction cells' dil convs)
+  reads one pixel phase only; it runs as an undilated conv of that phase (`stride_phase`)
+  instead of oneDNN's GEMM fallback for strided dilated kernels.
 * A depthwise conv followed by a 1×1 conv (the start of every sep/dil conv) runs as one
   autograd step that keeps only its input for backward and recomputes the depthwise output
   when the 1×1 weight gradient is needed: a third less memory for the supernet's saved tensors.
