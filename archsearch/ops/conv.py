@@ -44,7 +44,7 @@ class PreActivated(nn.Module):
             out = self.forward_activated(x_relu)
             return out * (scale.view(1, -1, 1, 1) if scale.dim() else scale)
         z = self.before_final_bn(x_relu)
-        return F.batch_norm(z, None, None, channel_scale(scale, None, z), None, True, 0.0,
+        return F.batch_norm(z, None, None, channel_scale(scale, z), None, True, 0.0,
                             bn.eps)
 
     def final_bn(self) -> nn.BatchNorm2d | None:
@@ -55,19 +55,14 @@ class PreActivated(nn.Module):
         return run_layers(list(self.body)[:-1], x_relu)
 
 
-def channel_scale(scale: torch.Tensor, per_channel: torch.Tensor | None,
-                  z: torch.Tensor) -> torch.Tensor:
-    """A BN weight (C,) that multiplies every channel of `z` by the scalar `scale`:
-    `per_channel` if given, `scale` itself if it already is one, else a contiguous copy.
+def channel_scale(scale: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """A BN weight (C,) that multiplies every channel of `z` by the scalar `scale`: `scale`
+    itself if it already is one (C,) vector, else a contiguous copy.
 
     Never a stride-0 expand: PyTorch's CPU BN backward misreads an expanded weight on
     channels-last inputs and returns a wrong input gradient.
     """
-    if per_channel is not None:
-        return per_channel
-    if scale.dim() == 1:
-        return scale
-    return scale.expand(z.shape[1]).contiguous()
+    return scale if scale.dim() == 1 else scale.expand(z.shape[1]).contiguous()
 
 
 def run_layers(layers: list[nn.Module], x: torch.Tensor) -> torch.Tensor:

@@ -32,8 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from archsearch.ops.layout import exporting as _exporting
-from archsearch.ops.layout import memory_format
+from archsearch.ops.layout import exporting, memory_format
 
 
 class _DepthwiseConvFunction(torch.autograd.Function):
@@ -79,26 +78,21 @@ class DepthwiseConv2d(nn.Conv2d):
                          dilation=dilation, groups=channels, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.device.type != "cpu" or _exporting():  # the tricks below: CPU, untraced only
+        if x.device.type != "cpu" or exporting():  # the tricks below: CPU, untraced only
             return super().forward(x)
-        stride, padding = self.stride[0], self.padding[0]
-        if _phase_strided(stride, padding, self.dilation[0]):
+        stride, padding, dilation = self.stride[0], self.padding[0], self.dilation[0]
+        if _phase_strided(stride, padding, dilation):
             return F.conv2d(stride_phase(x, stride), self.weight, None, 1, padding // stride, 1,
                             x.shape[1])
-        if self.stride[0] > 1 and self.dilation[0] > 1:
-            # Measured on 2 CPU cores: oneDNN's backward of strided dilated depthwise convs
-            # is 2-3× slower in channels-last than in NCHW, conversions included.
-            channels_last = x.is_contiguous(memory_format=torch.channels_last)
-            y = super().forward(x.contiguous())
-            return y.contiguous(memory_format=torch.channels_last) if channels_last else y
+        if _strided_dilated(stride, dilation):  # in NCHW, see `_depthwise`
+            return _depthwise(x, self.weight, stride, padding, dilation)
         # Measured on 2 CPU cores: the rewrite pays off for dilated stride-1 kernels in
         # float32 only; oneDNN's own backward is as fast or faster for the others, and in
         # float64 (no oneDNN kernels) the dilated fallback makes it far slower.
-        if (self.stride[0] != 1 or self.dilation[0] == 1 or x.dtype != torch.float32
+        if (stride != 1 or dilation == 1 or x.dtype != torch.float32
                 or x.shape[-1] != x.shape[-2]):
             return super().forward(x)
-        return _DepthwiseConvFunction.apply(x, self.weight, self.stride[0], self.padding[0],
-                                            self.dilation[0])
+        return _DepthwiseConvFunction.apply(x, self.weight, stride, padding, dilation)
 
 
 class _DepthwisePointwiseFunction(torch.autograd.Function):
@@ -313,7 +307,7 @@ RECOMPUTE_MIN_PIXELS = 16 * 16
 def depthwise_pointwise(dw: DepthwiseConv2d, pw: nn.Conv2d, x: Tensor) -> Tensor:
     """`pw(dw(x))`; while recording gradients on CPU, for maps of at least
     `RECOMPUTE_MIN_PIXELS` pixels, without keeping dw(x) for backward."""
-    if (not torch.is_grad_enabled() or x.device.type != "cpu" or _exporting()
+    if (not torch.is_grad_enabled() or x.device.type != "cpu" or exporting()
             or x.shape[-1] != x.shape[-2] or x.shape[-1] * x.shape[-2] < RECOMPUTE_MIN_PIXELS):
         return pw(dw(x))
     stride, padding, dilation = dw.stride[0], dw.padding[0], dw.dilation[0]

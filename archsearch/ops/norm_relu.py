@@ -31,9 +31,9 @@ from archsearch.ops.depthwise import (
     RECOMPUTE_MIN_PIXELS,
     DepthwiseConv2d,
     _depthwise,
-    _exporting,
     depthwise_pointwise_backward,
 )
+from archsearch.ops.layout import exporting
 
 
 class _NormReluDepthwisePointwise(torch.autograd.Function):
@@ -104,7 +104,7 @@ def norm_relu_depthwise_pointwise(bn: nn.BatchNorm2d, dw: DepthwiseConv2d, pw: n
     """`pw(dw(relu(bn(z))))`; while recording gradients on CPU, for square maps of at least
     `RECOMPUTE_MIN_PIXELS` pixels, keeping only z and the BN statistics for backward.
     `bn` must satisfy `fusable_norm`."""
-    if (not torch.is_grad_enabled() or z.device.type != "cpu" or _exporting()
+    if (not torch.is_grad_enabled() or z.device.type != "cpu" or exporting()
             or z.shape[-1] != z.shape[-2] or z.shape[-1] * z.shape[-2] < RECOMPUTE_MIN_PIXELS):
         return pw(dw(F.relu(bn(z))))
     return _NormReluDepthwisePointwise.apply(z, dw.weight, pw.weight, bn.eps, dw.stride[0],

@@ -77,17 +77,18 @@ class MixedEdge(nn.Module):
     def _weighted_op(self, name: str, src: SourceFeatures, weight: torch.Tensor,
                      per_channel: torch.Tensor | None) -> torch.Tensor:
         """weight · op(x); conv ops fold the weight into their last BN (no extra product)."""
+        bn_scale = weight if per_channel is None else per_channel  # scalar or (C,)
         if name in src.pooled:
             pooled, bn = src.pooled[name]
             if bn is None:
                 return pooled * weight
-            return F.batch_norm(pooled, None, None, channel_scale(weight, per_channel, pooled),
-                                None, True, 0.0, bn.eps)
+            return F.batch_norm(pooled, None, None, channel_scale(bn_scale, pooled), None,
+                                True, 0.0, bn.eps)
         if name == "skip_connect" and self.stride == 1:
             return src.x * weight
         op = self.ops[name]
         if isinstance(op, PreActivated) and src.relu is not None:
-            return op.forward_scaled(src.relu, weight if per_channel is None else per_channel)
+            return op.forward_scaled(src.relu, bn_scale)
         return op(src.x) * weight
 
 
