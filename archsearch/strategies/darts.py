@@ -39,6 +39,7 @@ from archsearch.spaces.darts import DartsCellSpace
 from archsearch.strategies._base import EpochCallback, OneShotStrategy
 from archsearch.strategies._one_shot import run_epochs, search_loaders
 from archsearch.supernet import BilevelOptimizer, DartsSupernet
+from archsearch.supernet._bilevel import foreach_supported
 from archsearch.supernet.cost import expected_macs, op_macs_table
 from archsearch.train import MAX_LOSS, check_loss, cosine_lr, evaluate
 
@@ -178,8 +179,10 @@ class DARTS(OneShotStrategy):
             stash["logits"] = logits.detach()  # the last call of a step is the w step
             return F.cross_entropy(logits, y)
 
-        weight_opt = torch.optim.SGD(net.weight_parameters(), lr=self.lr, momentum=self.momentum,
-                                     weight_decay=self.weight_decay)
+        weights = net.weight_parameters()
+        weight_opt = torch.optim.SGD(weights, lr=self.lr, momentum=self.momentum,
+                                     weight_decay=self.weight_decay,
+                                     foreach=foreach_supported(weights))
         arch_opt = torch.optim.Adam(net.arch_parameters(), lr=self.arch_lr, betas=self.arch_betas,
                                     weight_decay=self.arch_weight_decay)
         tables = self._cost_tables

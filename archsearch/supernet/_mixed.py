@@ -60,36 +60,47 @@ class MixedEdge(nn.Module):
                 channel_weights: torch.Tensor | None = None) -> torch.Tensor | None:
         """Σ_o weights[o] · o(x) over the ops of this edge; `weights` is (K,) after softmax.
 
-        `channel_weights`, optional, is `weights` repeated per channel, (K, C) contiguous:
-        the BNs that fold an op weight in take their (C,) weight vector from it.
+        `channel_weights`, optional, holds the weights of the ops other than `none`, in
+        order, each repeated per channel: (K − #none, C), contiguous. The BNs that fold an
+        op weight in take their (C,) weight vector from it, and `weights` goes unused.
         """
+        names = [name for name in self.op_names if name != "none"]
+        # One unbind instead of an index per op: its backward is one stack, where indexing
+        # costs a zero-filled gradient per op and the sum of them (measured: about 15 % of
+        # all ATen calls of a second-order search step). Every row is used, so the stack
+        # fills in no zeros either.
+        if channel_weights is None:
+            scales = [weights[self.op_names.index(name)] for name in names]
+        else:
+            scales = list(channel_weights.unbind(0))
         out: torch.Tensor | None = None
-        for k, name in enumerate(self.op_names):
-            if name == "none":
-                continue
-            per_channel = None if channel_weights is None else channel_weights[k]
-            term = self._weighted_op(name, src, weights[k], per_channel)
+        for name, scale in zip(names, scales, strict=True):
+            term = self._weighted_op(name, src, scale)
             # In place: every term is a fresh tensor that no backward step needs (BN keeps its
             # input, a product its factors), so the sum needs no new buffer per term.
             out = term if out is None else out.add_(term)
         return out
 
-    def _weighted_op(self, name: str, src: SourceFeatures, weight: torch.Tensor,
-                     per_channel: torch.Tensor | None) -> torch.Tensor:
-        """weight · op(x); conv ops fold the weight into their last BN (no extra product)."""
-        bn_scale = weight if per_channel is None else per_channel  # scalar or (C,)
+    def _weighted_op(self, name: str, src: SourceFeatures, scale: torch.Tensor) -> torch.Tensor:
+        """scale · op(x) for a scalar or per-channel (C,) `scale`; conv ops fold it into their
+        last BN (no extra product)."""
         if name in src.pooled:
             pooled, bn = src.pooled[name]
             if bn is None:
-                return pooled * weight
-            return F.batch_norm(pooled, None, None, channel_scale(bn_scale, pooled), None,
+                return pooled * _broadcastable(scale)
+            return F.batch_norm(pooled, None, None, channel_scale(scale, pooled), None,
                                 True, 0.0, bn.eps)
         if name == "skip_connect" and self.stride == 1:
-            return src.x * weight
+            return src.x * _broadcastable(scale)
         op = self.ops[name]
         if isinstance(op, PreActivated) and src.relu is not None:
-            return op.forward_scaled(src.relu, bn_scale)
-        return op(src.x) * weight
+            return op.forward_scaled(src.relu, scale)
+        return op(src.x) * _broadcastable(scale)
+
+
+def _broadcastable(scale: torch.Tensor) -> torch.Tensor:
+    """A scalar as it is, a (C,) vector as (1, C, 1, 1)."""
+    return scale.view(1, -1, 1, 1) if scale.dim() else scale
 
 
 def _is_parametric(name: str, stride: int) -> bool:
@@ -124,6 +135,8 @@ class SearchCell(nn.Module):
         self.pool_bn = nn.ModuleList(
             nn.ModuleDict({op: nn.BatchNorm2d(channels, affine=False) for op in self.pool_names})
             for _ in range(nodes + 1))
+        # α's columns of the ops that are computed (all but `none`), in order.
+        self.weighted_columns = tuple(k for k, op in enumerate(ops) if op != "none")
         self.needs_relu = any(isinstance(m, PreActivated)
                               for e in self.edges for m in e.ops.values())
 
@@ -146,14 +159,18 @@ class SearchCell(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """`weights` is softmax(α) of this cell type, (edges, ops); returns (B, nodes·C, H, W)."""
         sources = [self._source(0, self.preprocess0(s0)), self._source(1, self.preprocess1(s1))]
-        # (edges, ops, C): one copy per cell instead of one expand + copy per folded BN.
-        channel_weights = weights.unsqueeze(-1).expand(-1, -1, self.channels).contiguous()
+        # (edges, ops other than none, C): one copy per cell instead of one expand + copy per
+        # folded BN, and one unbind into the edges' rows instead of an index per edge.
+        channel_weights = (_columns(weights, self.weighted_columns).unsqueeze(-1)
+                           .expand(-1, -1, self.channels).contiguous())
+        edge_channel_weights = channel_weights.unbind(0)
         states: list[torch.Tensor] = []
         row = 0
         for i in range(2, self.nodes + 2):
             node: torch.Tensor | None = None
             for j in range(i):
-                term = self.edges[row + j](sources[j], weights[row + j], channel_weights[row + j])
+                term = self.edges[row + j](sources[j], weights[row + j],
+                                           edge_channel_weights[row + j])
                 if term is not None:
                     node = term if node is None else node.add_(term)
             row += i
@@ -163,3 +180,10 @@ class SearchCell(nn.Module):
             if i < self.nodes + 1:
                 sources.append(self._source(i, node))
         return cat_channels(states)  # (B, nodes·C, H, W)
+
+
+def _columns(weights: torch.Tensor, columns: tuple[int, ...]) -> torch.Tensor:
+    """weights[:, columns]; a slice when the columns are a range (`none` first or last)."""
+    if columns == tuple(range(columns[0], columns[-1] + 1)):
+        return weights[:, columns[0]:columns[-1] + 1]
+    return weights.index_select(1, torch.tensor(columns, device=weights.device))

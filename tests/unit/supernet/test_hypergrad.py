@@ -16,7 +16,7 @@ from torch import nn
 
 from archsearch.spaces.darts import DartsCellSpace
 from archsearch.supernet import DartsSupernet, VirtualStep, exact, finite_difference, first_order
-from archsearch.supernet._hypergrad import split_parameters
+from archsearch.supernet._hypergrad import _flat, split_parameters
 
 
 def _ce(model, batch):
@@ -82,6 +82,22 @@ def test_architecture_gradients_leave_the_module_bit_identical(float64):
     after = net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert all(p.grad is None for p in net.parameters())
+
+
+@pytest.mark.parametrize("missing", [0, 5])
+def test_the_flat_virtual_step_equals_the_per_tensor_one_bit_for_bit(missing):
+    net, _, _ = _tiny_supernet()
+    step = _step(net)
+    weights, _ = split_parameters(net, net.arch_parameter_names())
+    # Some weights without a momentum buffer yet count as a zero buffer.
+    step.momentum_buffers = dict(list(step.momentum_buffers.items())[missing:])
+    g = torch.Generator().manual_seed(4)
+    grads = [torch.randn(w.shape, generator=g) for w in weights.values()]
+    per_tensor = step.apply({n: w.detach() for n, w in weights.items()}, grads)
+    flat = step.apply_flat(weights, _flat(list(weights.values())), grads)
+    assert list(flat) == list(per_tensor)
+    assert all(torch.equal(flat[n], per_tensor[n]) for n in flat)
+    assert not any(t.requires_grad for t in flat.values())
 
 
 class _Mixer(nn.Module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -60,9 +61,14 @@ def _per_edge_cell(cell, s0, s1, weights):
     return torch.cat(states[2:], dim=1)
 
 
-def test_shared_computation_equals_the_per_edge_formula(float64):
+# The default op set has `none` first; the second puts it between weighted ops, so the
+# cell's op weights come from α's columns by index rather than by a slice.
+@pytest.mark.parametrize("space", [SPACE, DartsCellSpace(
+    nodes=3, ops=("max_pool_3x3", "none", "skip_connect", "sep_conv_3x3", "avg_pool_3x3"))],
+    ids=["darts-ops", "none-in-the-middle"])
+def test_shared_computation_equals_the_per_edge_formula(float64, space):
     torch.manual_seed(1)
-    net = DartsSupernet(SPACE, channels=4, layers=3, in_channels=1)
+    net = DartsSupernet(space, channels=4, layers=3, in_channels=1)
     with torch.no_grad():
         net.alpha_normal.normal_()
         net.alpha_reduce.normal_()
