@@ -50,26 +50,30 @@ class MixedEdge(nn.Module):
     def __init__(self, ops: Sequence[str], channels: int, stride: int) -> None:
         super().__init__()
         self.op_names = tuple(ops)
+        self.weighted_names = tuple(name for name in ops if name != "none")  # the computed ops
         self.stride = stride
         # Parametric ops only; shared ones are looked up in SourceFeatures.
         self.ops = nn.ModuleDict({
             name: create_op(name, channels, stride, affine=False)
             for name in ops if _is_parametric(name, stride)})
 
-    def forward(self, src: SourceFeatures, weights: torch.Tensor,
+    def forward(self, src: SourceFeatures, weights: torch.Tensor | None,
                 channel_weights: torch.Tensor | None = None) -> torch.Tensor | None:
         """Σ_o weights[o] · o(x) over the ops of this edge; `weights` is (K,) after softmax.
 
         `channel_weights`, optional, holds the weights of the ops other than `none`, in
         order, each repeated per channel: (K − #none, C), contiguous. The BNs that fold an
-        op weight in take their (C,) weight vector from it, and `weights` goes unused.
+        op weight in take their (C,) weight vector from it; `weights` is then not needed
+        (None is fine).
         """
-        names = [name for name in self.op_names if name != "none"]
+        names = self.weighted_names
         # One unbind instead of an index per op: its backward is one stack, where indexing
         # costs a zero-filled gradient per op and the sum of them (measured: about 15 % of
         # all ATen calls of a second-order search step). Every row is used, so the stack
         # fills in no zeros either.
         if channel_weights is None:
+            if weights is None:
+                raise ValueError("a mixed edge needs its op weights")
             scales = [weights[self.op_names.index(name)] for name in names]
         else:
             scales = list(channel_weights.unbind(0))
@@ -169,8 +173,7 @@ class SearchCell(nn.Module):
         for i in range(2, self.nodes + 2):
             node: torch.Tensor | None = None
             for j in range(i):
-                term = self.edges[row + j](sources[j], weights[row + j],
-                                           edge_channel_weights[row + j])
+                term = self.edges[row + j](sources[j], None, edge_channel_weights[row + j])
                 if term is not None:
                     node = term if node is None else node.add_(term)
             row += i
