@@ -356,6 +356,8 @@ def test_op_latency_table_refuses_a_table_of_another_op_set(tables):
 @pytest.mark.slow
 def test_real_table_predicts_measured_latency_loosely():
     space = SPACES.get("chain")(layers=3, widths=[8, 16])
-    table = LatencyTable.build(space, input_size=8, threads=1, warmup=3, repeats=15, clock="cpu")
+    # 31 repeats: with 15, the medians of a run beside other tests (xdist) once strayed
+    # far enough for the median error to reach 0.57.
+    table = LatencyTable.build(space, input_size=8, threads=1, warmup=5, repeats=31, clock="cpu")
     report = evaluate_predictor(table, sample(table, 6, seed=7))
     assert report.median_abs_error < 0.5
