@@ -180,16 +180,23 @@ def _depthwise_backward(grad_out: Tensor, x: Tensor, weight: Tensor, stride: int
 
 def _phase_weight_grad_pays(x: Tensor, weight: Tensor, stride: int, padding: int,
                             dilation: int) -> bool:
-    # Measured on 2 CPU cores (DARTS shapes, batch 16): the phase-stacked weight gradient is
-    # 1.2-2.3× faster for dilated 3×3 kernels at 32²/16²/8², and 5× faster for a dilated
-    # 5×5 kernel wider than its 8×8 input; for 5×5 kernels inside 16² and 32² maps it is
-    # as fast as oneDNN's own (so the native kernel keeps those).
-    kernel, size = weight.shape[-1], x.shape[-1]
+    # Measured on 2 CPU cores (DARTS shapes, batch 16), on two kinds of machine. With
+    # AVX-512, the phase-stacked weight gradient was 1.2-2.3× faster for dilated 3×3 kernels
+    # at 32²/16²/8² and 4× faster for a dilated 5×5 kernel wider than its 8×8 input, but
+    # 1.3-2× *slower* than oneDNN's own for 5×5 kernels inside 16² and 32² maps (so the
+    # native kernel keeps those). With AVX2 only, where oneDNN has no depthwise kernel for
+    # 5×5 weight gradients, it was 2.3-6× faster for dilated 3×3 kernels and 3.2-3.4× faster
+    # for dilated 5×5 ones at 32² and 16².
     if (x.dtype != torch.float32 or not x.is_contiguous(memory_format=torch.channels_last)
             or stride != 1 or dilation == 1 or padding % dilation
             or x.shape[-1] % dilation or x.shape[-2] % dilation):
         return False
-    return kernel == 3 or dilation * (kernel - 1) + 1 > size
+    kernel, size = weight.shape[-1], x.shape[-1]
+    return kernel == 3 or dilation * (kernel - 1) + 1 > size or not _NATIVE_5X5_WEIGHT_GRAD
+
+
+# oneDNN's fast depthwise weight-gradient kernels for kernels wider than 3 need AVX-512.
+_NATIVE_5X5_WEIGHT_GRAD = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 def _phases(t: Tensor, dilation: int) -> Tensor:

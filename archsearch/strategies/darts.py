@@ -39,9 +39,8 @@ from archsearch.spaces.darts import DartsCellSpace
 from archsearch.strategies._base import EpochCallback, OneShotStrategy
 from archsearch.strategies._one_shot import run_epochs, search_loaders
 from archsearch.supernet import BilevelOptimizer, DartsSupernet
-from archsearch.supernet._bilevel import foreach_supported
 from archsearch.supernet.cost import expected_macs, op_macs_table
-from archsearch.train import MAX_LOSS, check_loss, cosine_lr, evaluate
+from archsearch.train import MAX_LOSS, check_loss, cosine_lr, evaluate, foreach_supported
 
 
 @dataclass

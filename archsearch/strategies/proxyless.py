@@ -49,7 +49,7 @@ from archsearch.supernet.proxyless import (
     pair_alpha_grad,
     rescale_pairs,
 )
-from archsearch.train import cosine_lr, evaluate
+from archsearch.train import cosine_lr, evaluate, foreach_supported
 
 Batch = tuple[Tensor, Tensor]
 
@@ -108,7 +108,8 @@ class ProxylessOptimizer:
             for p, g in zip(sampled, self.average([p.grad for p in sampled]), strict=True):
                 p.grad = g
         if self.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.grad_clip)
+            params = self.net.weight_parameters()
+            nn.utils.clip_grad_norm_(params, self.grad_clip, foreach=foreach_supported(params))
         self.weight_optimizer.step()
         return loss.detach(), logits.detach()
 
@@ -238,8 +239,10 @@ class ProxylessNAS(OneShotStrategy):
     def build_optimizer(self, net: ProxylessSupernet,
                         cost_tables: Mapping[str, Tensor]) -> ProxylessOptimizer:
         """The optimiser `search` steps with (SGD on w, Adam on α, seeded gate sampling)."""
-        weight_opt = torch.optim.SGD(net.weight_parameters(), lr=self.lr, momentum=self.momentum,
-                                     weight_decay=self.weight_decay)
+        weights = net.weight_parameters()
+        weight_opt = torch.optim.SGD(weights, lr=self.lr, momentum=self.momentum,
+                                     weight_decay=self.weight_decay,
+                                     foreach=foreach_supported(weights))
         arch_opt = torch.optim.Adam(net.arch_parameters(), lr=self.arch_lr,
                                     betas=self.arch_betas, weight_decay=self.arch_weight_decay)
         return ProxylessOptimizer(net, weight_optimizer=weight_opt, arch_optimizer=arch_opt,

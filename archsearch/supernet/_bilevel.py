@@ -22,6 +22,7 @@ from archsearch.supernet._hypergrad import (
     VirtualStep,
     split_parameters,
 )
+from archsearch.train import foreach_supported
 
 ORDERS = ("first", "second")
 HVPS = ("finite-difference", "exact")
@@ -138,16 +139,6 @@ class BilevelOptimizer:
         """Algorithm 1, one iteration: α on the validation batch, then w on the training batch."""
         self.arch_step(train_batch, val_batch)
         return self.weight_step(train_batch)
-
-
-def foreach_supported(params: Sequence[Tensor]) -> bool | None:
-    """True where PyTorch's multi-tensor (`foreach`) kernels run on the parameters' device.
-
-    With the default (None) PyTorch uses them on CUDA only; on CPU it loops over the
-    tensors in Python, a few operations per tensor (the DARTS supernet has 1,399). The
-    multi-tensor CPU kernels compute the same values in one call per operation.
-    """
-    return True if params and all(p.device.type in ("cpu", "cuda") for p in params) else None
 
 
 def _drop_gradients(params: Iterable[Tensor]) -> None:

@@ -15,7 +15,7 @@ from archsearch.train._checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from archsearch.train._evaluate import cosine_lr, evaluate
+from archsearch.train._evaluate import cosine_lr, evaluate, foreach_supported
 from archsearch.train._resumable import TRAIN_CHECKPOINT, CheckpointedFit
 from archsearch.train._trainer import Trainer
 from archsearch.train.recipes import RECIPE_NAMES, TRAIN_RECIPES, resolve_recipe
@@ -31,6 +31,7 @@ __all__ = [
     "check_loss",
     "cosine_lr",
     "evaluate",
+    "foreach_supported",
     "last_good",
     "load_checkpoint",
     "read_run_config",

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from archsearch.errors import ConfigError
 from archsearch.train._checkpoint import MAX_LOSS, check_loss
-from archsearch.train._evaluate import cosine_lr, evaluate
+from archsearch.train._evaluate import cosine_lr, evaluate, foreach_supported
 
 EpochCallback = Callable[[Mapping[str, Any]], None]
 
@@ -78,8 +78,9 @@ class Trainer:
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """The SGD optimiser `fit` uses (make it yourself to restore its state first)."""
-        return torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum,
-                               weight_decay=self.weight_decay)
+        params = list(model.parameters())
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
+                               weight_decay=self.weight_decay, foreach=foreach_supported(params))
 
     def fit(self, model: nn.Module, loader: Any, *, on_epoch: EpochCallback | None = None,
             val_data: tuple[Tensor, Tensor] | None = None,
@@ -145,7 +146,9 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+                params = list(model.parameters())
+                nn.utils.clip_grad_norm_(params, self.grad_clip,
+                                         foreach=foreach_supported(params))
             optimizer.step()
             total_loss += value * len(y)
             correct += int((logits.detach().argmax(1) == y).sum())

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archsearch.ops import create_op
+from archsearch.ops import create_op, depthwise
 from archsearch.ops.depthwise import (
     DepthwiseConv2d,
     _DepthwisePointwiseFunction,
@@ -158,11 +158,20 @@ def test_phase_stacked_weight_gradient_equals_the_native_one(size, kernel, dilat
     assert torch.allclose(phased, native, atol=1e-4, rtol=1e-4)
 
 
-def test_phase_stacked_weight_gradient_is_taken_where_it_pays_and_is_twice_differentiable():
+def test_phase_stacked_weight_gradient_is_taken_where_it_pays_and_is_twice_differentiable(
+        monkeypatch):
     x = torch.randn(2, 4, 8, 8).contiguous(memory_format=CL)
     w3, w5 = torch.randn(4, 1, 3, 3), torch.randn(4, 1, 5, 5)
     assert _phase_weight_grad_pays(x, w3, 1, 2, 2)  # dil_conv_3x3
     assert _phase_weight_grad_pays(x, w5, 1, 4, 2)  # dil_conv_5x5 wider than the map
+    big = torch.randn(2, 4, 32, 32).contiguous(memory_format=CL)
+    # dil_conv_5x5 inside the map: oneDNN's own kernel where it has one (AVX-512).
+    assert _phase_weight_grad_pays(big, w5, 1, 4, 2) is not depthwise._NATIVE_5X5_WEIGHT_GRAD
+    monkeypatch.setattr(depthwise, "_NATIVE_5X5_WEIGHT_GRAD", False)
+    assert _phase_weight_grad_pays(big, w5, 1, 4, 2)
+    monkeypatch.setattr(depthwise, "_NATIVE_5X5_WEIGHT_GRAD", True)
+    assert not _phase_weight_grad_pays(big, w5, 1, 4, 2)
+    assert _phase_weight_grad_pays(big, w3, 1, 2, 2)
     assert not _phase_weight_grad_pays(x, w5, 1, 2, 1)  # undilated
     assert not _phase_weight_grad_pays(x, w3, 2, 2, 2)  # strided
     assert not _phase_weight_grad_pays(x[..., :7, :7], w3, 1, 2, 2)  # odd size

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from archsearch.spaces.darts import DartsCellSpace
 from archsearch.supernet import BilevelOptimizer, DartsSupernet
-from archsearch.supernet._bilevel import foreach_supported
+from archsearch.train import foreach_supported
 
 
 def _ce(model, batch):

@@ -112,3 +112,27 @@ def test_cosine_schedule_ends_at_the_floor():
     assert cosine_lr(0.025, 0.001, 0, 50) == 0.025
     assert cosine_lr(0.025, 0.001, 25, 50) == pytest.approx(0.013)
     assert cosine_lr(0.025, 0.001, 50, 50) == pytest.approx(0.001)
+
+
+def _weights_after_fit(monkeypatch, foreach: bool) -> list[torch.Tensor]:
+    """Weights after training a small conv net, with or without multi-tensor kernels."""
+    import archsearch.train._trainer as trainer_module
+
+    if not foreach:  # the per-tensor loops PyTorch uses on CPU by default
+        monkeypatch.setattr(trainer_module, "foreach_supported", lambda params: False)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(16, 3))
+    x, y = _data(24)
+    # A small clipping norm, so that clipping really scales the gradients.
+    Trainer(epochs=2, lr=0.1, grad_clip=0.05, progress=False).fit(
+        model, TensorLoader(x, y, batch_size=8, seed=0))
+    monkeypatch.undo()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_multi_tensor_optimiser_and_clipping_give_bit_identical_weights(monkeypatch):
+    fast = _weights_after_fit(monkeypatch, foreach=True)
+    slow = _weights_after_fit(monkeypatch, foreach=False)
+    assert all(torch.equal(a, b) for a, b in zip(fast, slow, strict=True))
+    assert Trainer(progress=False).make_optimizer(nn.Linear(2, 2)).defaults["foreach"] is True
