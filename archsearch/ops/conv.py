@@ -8,13 +8,22 @@ only work and memory are saved. All convolutions are bias-free, as in the paper'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archsearch.ops.depthwise import DepthwiseConv2d, depthwise_pointwise, is_pointwise
-from archsearch.ops.layout import cat_channels
+from archsearch.ops.depthwise import (
+    DepthwiseConv2d,
+    depthwise_pointwise,
+    is_pointwise,
+    reads_one_phase,
+)
+from archsearch.ops.layout import cat_channels, exporting
 from archsearch.ops.norm_relu import fusable_norm, norm_relu_depthwise_pointwise
+from archsearch.ops.phase import pixel_phases
+from archsearch.ops.pointwise import pointwise
 
 
 class PreActivated(nn.Module):
@@ -29,7 +38,8 @@ class PreActivated(nn.Module):
         """The op applied to an input that has already gone through ReLU."""
         return run_layers(list(self.body), x_relu)
 
-    def forward_scaled(self, x_relu: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def forward_scaled(self, x_relu: torch.Tensor, scale: torch.Tensor,
+                       phases: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """`scale · op(x)` for an input that has already gone through ReLU.
 
         `scale` is a scalar tensor, or that value repeated per output channel ((C,),
@@ -38,12 +48,16 @@ class PreActivated(nn.Module):
         becomes that BN's weight: w·(z − μ)/σ in one kernel, with ∂/∂w computed by BN's own
         backward. That saves the supernet a multiplication and a stored activation per op.
         Otherwise: a plain product.
+
+        `phases`, optional, are the pixel phases `pixel_phases(x_relu, 2, (0, 1))` (or the
+        first of them) when the caller shares them between ops; strided ops that read
+        only those pixels take them instead of computing their own.
         """
         bn = self.final_bn()
         if bn is None or bn.affine or bn.track_running_stats:
             out = self.forward_activated(x_relu)
             return out * (scale.view(1, -1, 1, 1) if scale.dim() else scale)
-        z = self.before_final_bn(x_relu)
+        z = self.before_final_bn(x_relu, phases)
         return F.batch_norm(z, None, None, channel_scale(scale, z), None, True, 0.0,
                             bn.eps)
 
@@ -51,8 +65,18 @@ class PreActivated(nn.Module):
         last = self.body[-1] if isinstance(self.body, nn.Sequential) else None
         return last if isinstance(last, nn.BatchNorm2d) else None
 
-    def before_final_bn(self, x_relu: torch.Tensor) -> torch.Tensor:
-        return run_layers(list(self.body)[:-1], x_relu)
+    def before_final_bn(self, x_relu: torch.Tensor,
+                        phases: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        return run_layers(list(self.body)[:-1], x_relu, phases)
+
+    def phase_offsets(self) -> tuple[int, ...]:
+        """The pixel phases of its input (offsets a of x[:, :, a::2, a::2]) this op reads
+        instead of the whole input when given them: (0,) for a first layer that is a
+        dilated depthwise conv with stride = dilation = 2, else none."""
+        first = self.body[0] if isinstance(self.body, nn.Sequential) else None
+        if isinstance(first, DepthwiseConv2d) and reads_one_phase(first) and first.stride[0] == 2:
+            return (0,)
+        return ()
 
 
 def channel_scale(scale: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -65,18 +89,26 @@ def channel_scale(scale: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return scale if scale.dim() == 1 else scale.expand(z.shape[1]).contiguous()
 
 
-def run_layers(layers: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+def run_layers(layers: list[nn.Module], x: torch.Tensor,
+               phases: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
     """`layers` applied in turn, with the same result, but keeping less for backward: a
     depthwise conv followed by a 1×1 conv runs as one step (`depthwise_pointwise`), and so
-    does a batch-statistics BN → ReLU → depthwise → 1×1 (`norm_relu_depthwise_pointwise`)."""
+    does a batch-statistics BN → ReLU → depthwise → 1×1 (`norm_relu_depthwise_pointwise`).
+    `phases[0]`, optional, is x's even pixel phase, for a strided first layer that reads
+    only those pixels."""
     i = 0
     while i < len(layers):
         if _starts_norm_relu_sep(layers, i):
             x = norm_relu_depthwise_pointwise(layers[i], layers[i + 2], layers[i + 3], x)
             i += 4
         elif _starts_sep(layers, i):
-            x = depthwise_pointwise(layers[i], layers[i + 1], x)
+            phase = phases[0] if phases and i == 0 else None
+            x = depthwise_pointwise(layers[i], layers[i + 1], x, phase)
             i += 2
+        elif is_pointwise(layers[i]) and torch.is_grad_enabled():
+            # (A module call without gradients: MAC counting hooks it.)
+            x = pointwise(x, layers[i].weight)
+            i += 1
         else:
             x = layers[i](x)
             i += 1
@@ -162,8 +194,27 @@ class FactorizedReduce(PreActivated):
     def final_bn(self) -> nn.BatchNorm2d | None:
         return self.bn
 
-    def before_final_bn(self, x_relu: torch.Tensor) -> torch.Tensor:
-        # Shift by one pixel; the zero pad on the far side keeps odd sizes aligned and is
-        # never sampled by the stride-2 conv when the size is even.
-        shifted = F.pad(x_relu[:, :, 1:, 1:], (0, 1, 0, 1))
-        return cat_channels([self.conv_even(x_relu), self.conv_odd(shifted)])
+    def phase_offsets(self) -> tuple[int, ...]:
+        return (0, 1)
+
+    def before_final_bn(self, x_relu: torch.Tensor,
+                        phases: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        if exporting() or not torch.is_grad_enabled():
+            # Shift by one pixel; the zero pad on the far side keeps odd sizes aligned and
+            # is never sampled by the stride-2 conv when the size is even. (Module calls:
+            # MAC counting hooks them.)
+            shifted = F.pad(x_relu[:, :, 1:, 1:], (0, 1, 0, 1))
+            return cat_channels([self.conv_even(x_relu), self.conv_odd(shifted)])
+        # The same products: a 1×1 stride-2 conv reads pixel phase 0 of its input, and of
+        # the shifted input phase 1 (padded on the far side for odd sizes). On the phases
+        # the convs run at stride 1, and backward scatters into one zero map instead of
+        # zero-filling full-size gradients for the stride, the shift and the pad (measured
+        # in a DARTS search step: those fills were among its largest memory writes).
+        if phases is None or len(phases) < 2:
+            phases = pixel_phases(x_relu, 2, (0, 1))
+        even, odd = phases[0], phases[1]
+        if odd.shape[-2:] != even.shape[-2:]:
+            odd = F.pad(odd, (0, even.shape[-1] - odd.shape[-1], 0,
+                              even.shape[-2] - odd.shape[-2]))
+        return cat_channels([pointwise(even, self.conv_even.weight),
+                             pointwise(odd, self.conv_odd.weight)])

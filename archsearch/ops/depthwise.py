@@ -32,7 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from archsearch.ops.layout import exporting, memory_format
+from archsearch.ops.layout import exporting
+from archsearch.ops.phase import stride_phase
+from archsearch.ops.pointwise import pointwise, pointwise_input_grad, pointwise_weight_grad
 
 
 class _DepthwiseConvFunction(torch.autograd.Function):
@@ -108,7 +110,7 @@ class _DepthwisePointwiseFunction(torch.autograd.Function):
                 dilation: int) -> Tensor:
         ctx.save_for_backward(x, w_dw, w_pw)
         ctx.config = (stride, padding, dilation)
-        return F.conv2d(_depthwise(x, w_dw, stride, padding, dilation), w_pw)
+        return pointwise(_depthwise(x, w_dw, stride, padding, dilation), w_pw)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
@@ -128,12 +130,10 @@ def depthwise_pointwise_backward(grad_out: Tensor, x: Tensor | None, like_x: Ten
     grad_x = grad_dw = grad_pw = None
     if need_pw:
         t = _depthwise(x, w_dw, stride, padding, dilation)
-        grad_pw = torch.ops.aten.convolution_backward(
-            grad_out, t, w_pw, None, (1, 1), (0, 0), (1, 1), False, (0, 0), 1,
-            (False, True, False))[1]
+        grad_pw = pointwise_weight_grad(grad_out, t, w_pw)
     if need_x or need_dw:
         # The adjoint of a 1×1 conv is the 1×1 conv with the transposed matrix.
-        grad_t = F.conv2d(grad_out, w_pw.transpose(0, 1))
+        grad_t = pointwise_input_grad(grad_out, w_pw)
         grad_x, grad_dw = _depthwise_backward(grad_t, like_x if x is None else x, w_dw, stride,
                                               padding, dilation, need_x, need_dw)
     return grad_x, grad_dw, grad_pw
@@ -192,11 +192,13 @@ def _phase_weight_grad_pays(x: Tensor, weight: Tensor, stride: int, padding: int
             or x.shape[-1] % dilation or x.shape[-2] % dilation):
         return False
     kernel, size = weight.shape[-1], x.shape[-1]
-    return kernel == 3 or dilation * (kernel - 1) + 1 > size or not _NATIVE_5X5_WEIGHT_GRAD
+    return kernel == 3 or dilation * (kernel - 1) + 1 > size or not _AVX512
 
 
-# oneDNN's fast depthwise weight-gradient kernels for kernels wider than 3 need AVX-512.
-_NATIVE_5X5_WEIGHT_GRAD = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+# Whether oneDNN runs its AVX-512 kernels here: it has fast depthwise weight-gradient
+# kernels for kernels wider than 3 only with them, and the measurements that pick the
+# rewrites above and below were taken on machines with and without them.
+_AVX512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 def _phases(t: Tensor, dilation: int) -> Tensor:
@@ -273,15 +275,17 @@ def _tiles(grad_out: Tensor, x: Tensor, kernel: int, stride: int,
     starts = list(range(0, kernel - 2, 3))
     if starts[-1] + 3 < kernel:
         starts.append(kernel - 3)
+    # Block (u, v) sees rows u − p_h … u − p_h + (h_out − 1)·s + 2 of x (columns alike),
+    # zero outside x: one padded copy of x holds every block's window (negative = crop).
+    span_h, span_w = (h_out - 1) * stride + 3, (w_out - 1) * stride + 3
+    padded = F.pad(x, (padding[1], starts[-1] - padding[1] + span_w - x.shape[-1],
+                       padding[0], starts[-1] - padding[0] + span_h - x.shape[-2]))
     w3 = x.new_empty(channels, 1, 3, 3)
     rows = []
     for u in starts:
         cols = []
         for v in starts:
-            # The window of x the 3×3 block (u, v) sees, zero-padded where it leaves x.
-            top, left = padding[0] - u, padding[1] - v
-            window = F.pad(x, (left, (w_out - 1) * stride + 3 - left - x.shape[-1],
-                               top, (h_out - 1) * stride + 3 - top - x.shape[-2]))
+            window = padded[:, :, u:u + span_h, v:v + span_w]
             cols.append(torch.ops.aten.convolution_backward(
                 grad_out, window.contiguous(memory_format=torch.channels_last), w3, None,
                 (stride, stride), (0, 0), (1, 1), False, (0, 0), channels,
@@ -299,10 +303,12 @@ def _join(blocks: list[Tensor], starts: list[int], dim: int) -> Tensor:
 
 
 def _input_grad_by_forward(x: Tensor, stride: int, dilation: int) -> bool:
-    # Measured on 2 CPU cores: the rewrite pays off for dilated stride-1 kernels in float32
-    # only; oneDNN's own backward is as fast or faster for the others, and in float64 (no
-    # oneDNN kernels) the dilated fallback makes it far slower.
-    return stride == 1 and dilation > 1 and x.dtype == torch.float32
+    # Measured on 2 CPU cores (DARTS shapes, batch 16): the rotated-kernel forward conv pays
+    # off for dilated stride-1 kernels in float32, and on AVX-512 for undilated ones too
+    # (0.10 against oneDNN's 0.39 ms backward for 3×3 at 32×32, 0.15 against 0.29 ms for
+    # 5×5; 1.1-1.2× faster at 16×16 and 8×8). In float64 (no oneDNN kernels) the dilated
+    # fallback makes it far slower.
+    return stride == 1 and x.dtype == torch.float32 and (dilation > 1 or _AVX512)
 
 
 # Recomputing dw(x) costs a depthwise forward in every weight-gradient pass. It pays where
@@ -311,15 +317,32 @@ def _input_grad_by_forward(x: Tensor, stride: int, dilation: int) -> bool:
 RECOMPUTE_MIN_PIXELS = 16 * 16
 
 
-def depthwise_pointwise(dw: DepthwiseConv2d, pw: nn.Conv2d, x: Tensor) -> Tensor:
+def depthwise_pointwise(dw: DepthwiseConv2d, pw: nn.Conv2d, x: Tensor,
+                        phase: Tensor | None = None) -> Tensor:
     """`pw(dw(x))`; while recording gradients on CPU, for maps of at least
-    `RECOMPUTE_MIN_PIXELS` pixels, without keeping dw(x) for backward."""
-    if (not torch.is_grad_enabled() or x.device.type != "cpu" or exporting()
-            or x.shape[-1] != x.shape[-2] or x.shape[-1] * x.shape[-2] < RECOMPUTE_MIN_PIXELS):
-        return pw(dw(x))
+    `RECOMPUTE_MIN_PIXELS` pixels, without keeping dw(x) for backward.
+
+    `phase`, optional, is `stride_phase(x, s)` when the caller already has it (a supernet
+    shares it between the ops that read one node); it is used where the conv reads that
+    phase only (`_phase_strided`).
+    """
     stride, padding, dilation = dw.stride[0], dw.padding[0], dw.dilation[0]
+    if x.device.type != "cpu" or exporting():
+        return pw(dw(x))
+    if not _phase_strided(stride, padding, dilation):
+        phase = None
+    fused = (torch.is_grad_enabled() and x.shape[-1] == x.shape[-2]
+             and x.shape[-1] * x.shape[-2] >= RECOMPUTE_MIN_PIXELS)
+    if not fused:
+        # (Module calls without gradients: MAC counting hooks them.)
+        if phase is not None:
+            y = F.conv2d(phase, dw.weight, None, 1, padding // stride, 1, phase.shape[1])
+        else:
+            y = dw(x)
+        return pointwise(y, pw.weight) if torch.is_grad_enabled() else pw(y)
     if _phase_strided(stride, padding, dilation):
-        x, stride, padding, dilation = stride_phase(x, stride), 1, padding // stride, 1
+        x = stride_phase(x, stride) if phase is None else phase
+        stride, padding, dilation = 1, padding // stride, 1
     return _DepthwisePointwiseFunction.apply(x, dw.weight, pw.weight, stride, padding, dilation)
 
 
@@ -328,36 +351,9 @@ def _phase_strided(stride: int, padding: int, dilation: int) -> bool:
     return stride > 1 and dilation == stride and padding % stride == 0
 
 
-class _StridePhase(torch.autograd.Function):
-    """x[:, :, ::s, ::s], contiguous in x's layout; backward scatters into zeros."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, stride: int) -> Tensor:
-        ctx.shape, ctx.stride, ctx.layout = x.shape, stride, memory_format(x)
-        return x[:, :, ::stride, ::stride].contiguous(memory_format=ctx.layout)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        s = ctx.stride
-        grad_x = grad.new_zeros(ctx.shape).contiguous(memory_format=ctx.layout)
-        grad_x[:, :, ::s, ::s] = grad
-        return grad_x, None
-
-
-def stride_phase(x: Tensor, stride: int) -> Tensor:
-    """The pixels a conv with stride s = dilation d and padding p (a multiple of s) reads.
-
-    Output pixel h reads input rows s·h + d·i − p = s·(h + i − p/s): the even phase when
-    s = d = 2. So the conv equals an *undilated* stride-1 conv (padding p/s) of
-    x[:, :, ::s, ::s]: the same products, on a map s² times smaller, with oneDNN's fast
-    undilated kernels instead of its GEMM fallback for strided dilated ones (measured on
-    2 CPU cores: 1.1-2.4 ms per call for the DARTS reduction cells' dil convs at batch 16).
-    (B, C, H, W) → (B, C, ⌈H/s⌉, ⌈W/s⌉), in x's memory layout.
-    """
-    if not torch.is_grad_enabled() or not x.requires_grad:
-        return x[:, :, ::stride, ::stride].contiguous(memory_format=memory_format(x))
-    return _StridePhase.apply(x, stride)
-
+def reads_one_phase(dw: DepthwiseConv2d) -> bool:
+    """Whether `dw` reads one pixel phase of its input only (see `stride_phase`)."""
+    return _phase_strided(dw.stride[0], dw.padding[0], dw.dilation[0])
 
 
 def is_pointwise(module: nn.Module) -> bool:

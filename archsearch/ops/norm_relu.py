@@ -34,6 +34,7 @@ from archsearch.ops.depthwise import (
     depthwise_pointwise_backward,
 )
 from archsearch.ops.layout import exporting
+from archsearch.ops.pointwise import pointwise
 
 
 class _NormReluDepthwisePointwise(torch.autograd.Function):
@@ -47,7 +48,7 @@ class _NormReluDepthwisePointwise(torch.autograd.Function):
         r = r.relu_()
         ctx.save_for_backward(z, mean, invstd, w_dw, w_pw)
         ctx.config = (eps, stride, padding, dilation)
-        return F.conv2d(_depthwise(r, w_dw, stride, padding, dilation), w_pw)
+        return pointwise(_depthwise(r, w_dw, stride, padding, dilation), w_pw)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
@@ -104,8 +105,10 @@ def norm_relu_depthwise_pointwise(bn: nn.BatchNorm2d, dw: DepthwiseConv2d, pw: n
     """`pw(dw(relu(bn(z))))`; while recording gradients on CPU, for square maps of at least
     `RECOMPUTE_MIN_PIXELS` pixels, keeping only z and the BN statistics for backward.
     `bn` must satisfy `fusable_norm`."""
-    if (not torch.is_grad_enabled() or z.device.type != "cpu" or exporting()
-            or z.shape[-1] != z.shape[-2] or z.shape[-1] * z.shape[-2] < RECOMPUTE_MIN_PIXELS):
+    if not torch.is_grad_enabled():  # module calls: MAC counting hooks them
         return pw(dw(F.relu(bn(z))))
+    if (z.device.type != "cpu" or exporting()
+            or z.shape[-1] != z.shape[-2] or z.shape[-1] * z.shape[-2] < RECOMPUTE_MIN_PIXELS):
+        return pointwise(dw(F.relu(bn(z))), pw.weight)
     return _NormReluDepthwisePointwise.apply(z, dw.weight, pw.weight, bn.eps, dw.stride[0],
                                              dw.padding[0], dw.dilation[0])

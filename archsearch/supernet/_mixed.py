@@ -28,20 +28,25 @@ from archsearch.ops import POOLING_OPS, PreActivated, create_op
 from archsearch.ops.conv import channel_scale
 from archsearch.ops.layout import cat_channels
 from archsearch.ops.norm_relu import fusable_norm
+from archsearch.ops.phase import pixel_phases
 from archsearch.ops.pool import max_pool_3x3_lean
 
 
 class SourceFeatures:
-    """What every edge leaving one node shares: the node, its ReLU and its pooled versions."""
+    """What every edge leaving one node shares: the node, its ReLU, its pooled versions and,
+    for strided edges, the ReLU's pixel phases."""
 
-    __slots__ = ("x", "relu", "pooled")
+    __slots__ = ("x", "relu", "pooled", "phases")
 
     def __init__(self, x: torch.Tensor, relu: torch.Tensor | None,
-                 pooled: dict[str, tuple[torch.Tensor, nn.BatchNorm2d | None]]) -> None:
+                 pooled: dict[str, tuple[torch.Tensor, nn.BatchNorm2d | None]],
+                 phases: tuple[torch.Tensor, ...] | None = None) -> None:
         self.x = x  # (B, C, H, W)
         self.relu = relu  # (B, C, H, W) or None when no op needs it
         # op name -> (pooled (B, C, H/s, W/s), its BN still to apply, or None when applied)
         self.pooled = pooled
+        # relu[:, :, a::2, a::2] for a = 0 (and 1), (B, C, ⌈H/2⌉, ⌈W/2⌉); None at stride 1
+        self.phases = phases
 
 
 class MixedEdge(nn.Module):
@@ -98,7 +103,7 @@ class MixedEdge(nn.Module):
             return src.x * _broadcastable(scale)
         op = self.ops[name]
         if isinstance(op, PreActivated) and src.relu is not None:
-            return op.forward_scaled(src.relu, scale)
+            return op.forward_scaled(src.relu, scale, src.phases)
         return op(src.x) * _broadcastable(scale)
 
 
@@ -143,6 +148,10 @@ class SearchCell(nn.Module):
         self.weighted_columns = tuple(k for k, op in enumerate(ops) if op != "none")
         self.needs_relu = any(isinstance(m, PreActivated)
                               for e in self.edges for m in e.ops.values())
+        # Pixel phases the strided edges' ops read (see `archsearch.ops.phase`).
+        self.phase_offsets = tuple(sorted({
+            a for e in self.edges if e.stride == 2 for m in e.ops.values()
+            if isinstance(m, PreActivated) for a in m.phase_offsets()}))
 
     def _stride(self, source: int) -> int:
         return 2 if self.reduction and source < 2 else 1
@@ -158,7 +167,13 @@ class SearchCell(nn.Module):
             bn = self.pool_bn[j][op]
             # Batch-statistics BNs are applied per edge, with the op weight folded in.
             pooled[op] = (p, bn) if fusable_norm(bn) else (bn(p), None)
-        return SourceFeatures(x, F.relu(x) if self.needs_relu else None, pooled)
+        relu = F.relu(x) if self.needs_relu else None
+        phases = None
+        if relu is not None and stride == 2 and self.phase_offsets:
+            # Taken once here and shared by every strided op that reads only these pixels
+            # (dil convs: phase 0; the factorized-reduce skip: phases 0 and 1).
+            phases = pixel_phases(relu, 2, self.phase_offsets)
+        return SourceFeatures(x, relu, pooled, phases)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """`weights` is softmax(α) of this cell type, (edges, ops); returns (B, nodes·C, H, W)."""

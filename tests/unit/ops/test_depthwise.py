@@ -59,7 +59,7 @@ def test_strided_dilated_conv_runs_on_one_pixel_phase_with_the_same_results(
     x = torch.randn(3, 4, size, size, dtype=dtype).contiguous(memory_format=CL).requires_grad_()
     tol = 1e-4 if dtype == torch.float32 else 1e-11
     for out in (pw(dw(x)), depthwise_pointwise(dw, pw, x)):
-        assert "_StridePhase" in _graph_names(out)
+        assert "_PixelPhases" in _graph_names(out)
         matches_plain(out, _plain(dw, pw, x), [x, dw.weight, pw.weight], tol)
         out = depthwise_pointwise(dw, pw, x)
         # The input gradient comes back in the input's layout (no mixed-layout sums behind).
@@ -166,10 +166,10 @@ def test_phase_stacked_weight_gradient_is_taken_where_it_pays_and_is_twice_diffe
     assert _phase_weight_grad_pays(x, w5, 1, 4, 2)  # dil_conv_5x5 wider than the map
     big = torch.randn(2, 4, 32, 32).contiguous(memory_format=CL)
     # dil_conv_5x5 inside the map: oneDNN's own kernel where it has one (AVX-512).
-    assert _phase_weight_grad_pays(big, w5, 1, 4, 2) is not depthwise._NATIVE_5X5_WEIGHT_GRAD
-    monkeypatch.setattr(depthwise, "_NATIVE_5X5_WEIGHT_GRAD", False)
+    assert _phase_weight_grad_pays(big, w5, 1, 4, 2) is not depthwise._AVX512
+    monkeypatch.setattr(depthwise, "_AVX512", False)
     assert _phase_weight_grad_pays(big, w5, 1, 4, 2)
-    monkeypatch.setattr(depthwise, "_NATIVE_5X5_WEIGHT_GRAD", True)
+    monkeypatch.setattr(depthwise, "_AVX512", True)
     assert not _phase_weight_grad_pays(big, w5, 1, 4, 2)
     assert _phase_weight_grad_pays(big, w3, 1, 2, 2)
     assert not _phase_weight_grad_pays(x, w5, 1, 2, 1)  # undilated

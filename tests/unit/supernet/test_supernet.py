@@ -66,13 +66,16 @@ def _per_edge_cell(cell, s0, s1, weights):
 @pytest.mark.parametrize("space", [SPACE, DartsCellSpace(
     nodes=3, ops=("max_pool_3x3", "none", "skip_connect", "sep_conv_3x3", "avg_pool_3x3"))],
     ids=["darts-ops", "none-in-the-middle"])
-def test_shared_computation_equals_the_per_edge_formula(float64, space):
+# 16×16 inputs take the recomputing (fused) steps and the shared pixel phases on the reduction
+# cells' 16×16 inputs; 8×8 ones the plain layers.
+@pytest.mark.parametrize("size", [8, 16])
+def test_shared_computation_equals_the_per_edge_formula(float64, space, size):
     torch.manual_seed(1)
     net = DartsSupernet(space, channels=4, layers=3, in_channels=1)
     with torch.no_grad():
         net.alpha_normal.normal_()
         net.alpha_reduce.normal_()
-    x = torch.randn(3, 1, 8, 8)
+    x = torch.randn(3, 1, size, size)
     # channels-last, as the supernet's forward feeds its cells (a layout-specific BN
     # backward bug once corrupted the α gradients here while NCHW was fine)
     s0 = s1 = net.stem(x).contiguous(memory_format=torch.channels_last)
@@ -82,9 +85,12 @@ def test_shared_computation_equals_the_per_edge_formula(float64, space):
         fast = cell(s0, s1, w)
         slow = _per_edge_cell(cell, s0, s1, w)
         assert torch.allclose(fast, slow, atol=1e-12)
-        # ... and so are the gradients w.r.t. α (the fast path folds α into BN weights).
+        # ... and so are the gradients w.r.t. α (the fast path folds α into BN weights), the
+        # cell's weights and its inputs (shared ReLUs, pooled maps and pixel phases add up
+        # the gradients of every edge that reads them).
         probe = torch.randn_like(fast)
-        grads = [torch.autograd.grad((out * probe).sum(), alphas,
+        inputs = [*alphas, *cell.parameters(), s0, s1]
+        grads = [torch.autograd.grad((out * probe).sum(), inputs,
                                      retain_graph=True, allow_unused=True)
                  for out in (fast, slow)]
         for g_fast, g_slow in zip(*grads, strict=True):
