@@ -333,13 +333,14 @@ def depthwise_pointwise(dw: DepthwiseConv2d, pw: nn.Conv2d, x: Tensor,
         phase = None
     fused = (torch.is_grad_enabled() and x.shape[-1] == x.shape[-2]
              and x.shape[-1] * x.shape[-2] >= RECOMPUTE_MIN_PIXELS)
+    if not torch.is_grad_enabled():  # module calls: MAC counting hooks them
+        return pw(dw(x))
     if not fused:
-        # (Module calls without gradients: MAC counting hooks them.)
         if phase is not None:
             y = F.conv2d(phase, dw.weight, None, 1, padding // stride, 1, phase.shape[1])
         else:
             y = dw(x)
-        return pointwise(y, pw.weight) if torch.is_grad_enabled() else pw(y)
+        return pointwise(y, pw.weight)
     if _phase_strided(stride, padding, dilation):
         x = stride_phase(x, stride) if phase is None else phase
         stride, padding, dilation = 1, padding // stride, 1

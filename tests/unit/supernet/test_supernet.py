@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from archsearch.hardware import count_macs
 from archsearch.ops import POOLING_OPS
 from archsearch.spaces.darts import DartsCellSpace
 from archsearch.supernet import DartsSupernet
@@ -114,3 +115,14 @@ def test_eval_uses_batch_statistics_and_no_buffers():
     train_out = net(x)
     net.eval()
     assert torch.allclose(train_out, net(x), atol=1e-5)
+
+
+def test_mac_count_sees_every_conv_of_the_shared_phase_paths():
+    # Reduction cells share their inputs' pixel phases between strided ops; counting hooks
+    # the conv modules, so every op must still call them when no gradient is recorded.
+    torch.manual_seed(0)
+    net = DartsSupernet(SPACE, channels=4, layers=3, in_channels=1)
+    shared = count_macs(net, (1, 16, 16))
+    for cell in net.cells:
+        cell.phase_offsets = ()  # each op takes its own phases
+    assert shared == count_macs(net, (1, 16, 16)) > 0
