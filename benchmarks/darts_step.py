@@ -442,6 +442,25 @@ def run_profile(batch: int, rows: int = 25, wait_quiet: float = 0.0) -> None:
 # Report
 # --------------------------------------------------------------------------------------------
 
+def pool_rounds(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One result per (impl, batch, measure): the timed runs of all rounds together (median
+    and min over them), the highest peaks and CPU load; a failed round is dropped unless all
+    failed."""
+    pooled: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in results:
+        key = (r["impl"], r["batch"], r["measure"])
+        if key not in pooled or "error" in pooled[key]:
+            pooled[key] = dict(r)
+        elif "error" not in r:
+            p = pooled[key]
+            p["times"] = [*p["times"], *r["times"]]
+            p["median_s"], p["min_s"] = statistics.median(p["times"]), min(p["times"])
+            for name in ("peak_mb", "activation_peak_mb", "other_cpu"):
+                if name in r:
+                    p[name] = max(p.get(name, 0.0), r[name])
+    return list(pooled.values())
+
+
 def _find(results: list[dict[str, Any]], impl: str, batch: int, measure: str
           ) -> dict[str, Any] | None:
     for r in results:
@@ -576,6 +595,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--impls", default=",".join(IMPLS), help="implementations to time")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
+    p.add_argument("--rounds", type=int, default=1, metavar="N",
+                   help="measure every configuration N times, in N passes over all of them, "
+                        "and pool the timed runs (the machine's slow spells then fall on "
+                        "both implementations alike)")
     p.add_argument("--json", type=Path, help="write all numbers to this JSON file")
     p.add_argument("--no-check", action="store_true", help="skip the float64 equivalence check")
     p.add_argument("--retry-busy", type=int, default=2, metavar="N",
@@ -590,6 +613,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     return args
 
 
@@ -615,7 +640,8 @@ def main(argv: list[str] | None = None) -> int:
     measures = ["forward", "fwd+bwd", *(f"step-{o}" for o in orders)]
     out: dict[str, Any] = {
         "batches": batches, "impls": impls, "measures": measures, "repeats": args.repeats,
-        "warmup": args.warmup, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "warmup": args.warmup, "rounds": args.rounds, "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
         "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "published": PUBLISHED,
         "results": []}
@@ -631,7 +657,8 @@ def main(argv: list[str] | None = None) -> int:
             out["check"] = check["check"]
         verdict = ("FAILED" if "check_error" in out or out["check"]["failed"] else "passed")
         print(f"equivalence check (float64) {verdict}", file=sys.stderr, flush=True)
-    configs = [(b, m, impl) for b in batches for m in measures for impl in impls]
+    configs = [(b, m, impl) for _ in range(args.rounds)
+               for b in batches for m in measures for impl in impls]
     for k, (b, m, impl) in enumerate(configs, 1):
         spec = {"impl": impl, "batch": b, "measure": m, "repeats": args.repeats,
                 "warmup": args.warmup}
@@ -654,6 +681,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"median {r['median_s']:.3f} s, peak {r['peak_mb']:.0f} MB")
         print(f"[{k}/{len(configs)}] {impl} batch {b} {m}: {status}", file=sys.stderr,
               flush=True)
+    out["results"] = pool_rounds(out["results"])
     out["flops_per_example"] = forward_flops_per_example()
     if args.wait_quiet > 0:
         wait_until_quiet(args.wait_quiet)
