@@ -327,21 +327,17 @@ def depthwise_pointwise(dw: DepthwiseConv2d, pw: nn.Conv2d, x: Tensor,
     phase only (`_phase_strided`).
     """
     stride, padding, dilation = dw.stride[0], dw.padding[0], dw.dilation[0]
-    if x.device.type != "cpu" or exporting():
+    # Module calls without gradients (MAC counting hooks them), off the CPU and while tracing.
+    if not torch.is_grad_enabled() or x.device.type != "cpu" or exporting():
         return pw(dw(x))
-    if not _phase_strided(stride, padding, dilation):
-        phase = None
-    fused = (torch.is_grad_enabled() and x.shape[-1] == x.shape[-2]
-             and x.shape[-1] * x.shape[-2] >= RECOMPUTE_MIN_PIXELS)
-    if not torch.is_grad_enabled():  # module calls: MAC counting hooks them
-        return pw(dw(x))
-    if not fused:
-        if phase is not None:
+    strided = _phase_strided(stride, padding, dilation)
+    if x.shape[-1] != x.shape[-2] or x.shape[-1] * x.shape[-2] < RECOMPUTE_MIN_PIXELS:
+        if strided and phase is not None:
             y = F.conv2d(phase, dw.weight, None, 1, padding // stride, 1, phase.shape[1])
         else:
             y = dw(x)
         return pointwise(y, pw.weight)
-    if _phase_strided(stride, padding, dilation):
+    if strided:
         x = stride_phase(x, stride) if phase is None else phase
         stride, padding, dilation = 1, padding // stride, 1
     return _DepthwisePointwiseFunction.apply(x, dw.weight, pw.weight, stride, padding, dilation)
