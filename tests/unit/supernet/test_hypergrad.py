@@ -9,6 +9,8 @@ magnitude more than the tolerance.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,7 +18,7 @@ from torch import nn
 
 from archsearch.spaces.darts import DartsCellSpace
 from archsearch.supernet import DartsSupernet, VirtualStep, exact, finite_difference, first_order
-from archsearch.supernet._hypergrad import _flat, split_parameters
+from archsearch.supernet._hypergrad import _flat, loss_at, split_parameters
 
 
 def _ce(model, batch):
@@ -98,6 +100,37 @@ def test_the_flat_virtual_step_equals_the_per_tensor_one_bit_for_bit(missing):
     assert list(flat) == list(per_tensor)
     assert all(torch.equal(flat[n], per_tensor[n]) for n in flat)
     assert not any(t.requires_grad for t in flat.values())
+
+
+class _Tied(nn.Module):
+    """Tied weights (one Parameter under two names, one module under two names) and a
+    buffer: what `loss_at` must substitute under every name, and clone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Linear(3, 3)
+        self.second = nn.Linear(3, 3)
+        self.second.weight = self.first.weight
+        self.again = self.second
+        self.register_buffer("offset", torch.ones(3))
+
+    def forward(self, x):
+        return self.again(torch.tanh(self.second(self.first(x)))) + self.offset
+
+
+def test_loss_at_substitutes_tied_weights_under_every_name(float64):
+    model = _Tied()
+    names = [n for n, _ in model.named_parameters()]
+    assert names == ["first.weight", "first.bias", "second.bias"]  # one name per tensor
+    params = {n: p.detach() * 2 for n, p in model.named_parameters()}
+    x = torch.randn(5, 3)
+    doubled = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in doubled.parameters():
+            p.mul_(2)
+    loss = loss_at(model, lambda m, b: m(b).sum(), x, params)
+    assert torch.equal(loss, doubled(x).sum())
+    assert torch.equal(model.first.weight, params["first.weight"] / 2)  # left untouched
 
 
 class _Mixer(nn.Module):
