@@ -29,8 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _darts_setup import build  # noqa: E402
 from _measure import peak_rss_mb  # noqa: E402
-from darts_step import build  # noqa: E402
 
 IMPLS = ("ours", "reference")
 TARGET = 3.0  # the speed-up target per search step
