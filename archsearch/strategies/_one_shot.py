@@ -47,6 +47,18 @@ def search_loaders(x_train: Tensor, y_train: Tensor, *, batch_size: int, seed: i
     return loaders, (xa, ya)
 
 
+def seeded_supernet(supernet_class: Callable[..., nn.Module], space: Any, *, seed: int,
+                    channels: int, layers: int, num_classes: int, in_channels: int,
+                    device: torch.device) -> Any:
+    """`supernet_class(space, ...)` initialised from `seed` alone (the global RNG is left as
+    it was), on `device`: the same seed gives the same weights and α in every process."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = supernet_class(space, channels=channels, layers=layers, num_classes=num_classes,
+                             in_channels=in_channels)
+    return net.to(device)
+
+
 def search_checkpoint(net: nn.Module, optimizer_state: Mapping[str, Any],
                       loaders: Mapping[str, TensorLoader], history: list[dict[str, Any]],
                       device: torch.device) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from archsearch.networks.darts import check_network_size
 from archsearch.space import Arch
 from archsearch.spaces.darts import DartsCellSpace
 from archsearch.strategies._base import EpochCallback, OneShotStrategy
-from archsearch.strategies._one_shot import run_epochs, search_loaders
+from archsearch.strategies._one_shot import run_epochs, search_loaders, seeded_supernet
 from archsearch.supernet import BilevelOptimizer, DartsSupernet
 from archsearch.supernet.cost import expected_macs, op_macs_table
 from archsearch.train import MAX_LOSS, check_loss, cosine_lr, evaluate, foreach_supported
@@ -124,11 +124,9 @@ class DARTS(OneShotStrategy):
                 f"layers={self.layers}, nodes={self.space.nodes}{cost}")
 
     def build_supernet(self, *, num_classes: int, in_channels: int) -> DartsSupernet:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            net = DartsSupernet(self.space, channels=self.channels, layers=self.layers,
-                                num_classes=num_classes, in_channels=in_channels)
-        return net.to(self.device)
+        return seeded_supernet(DartsSupernet, self.space, seed=self.seed, channels=self.channels,
+                               layers=self.layers, num_classes=num_classes,
+                               in_channels=in_channels, device=self.device)
 
     def search(self, x_train: Tensor, y_train: Tensor, *, num_classes: int,
                on_epoch: EpochCallback | None = None, progress: bool = True,

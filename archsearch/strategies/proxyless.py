@@ -38,7 +38,7 @@ from archsearch.networks.darts import check_network_size
 from archsearch.space import Arch
 from archsearch.spaces.darts import CELL_TYPES, DartsCellSpace
 from archsearch.strategies._base import EpochCallback, OneShotStrategy
-from archsearch.strategies._one_shot import run_epochs, search_loaders
+from archsearch.strategies._one_shot import run_epochs, search_loaders, seeded_supernet
 from archsearch.supernet._hypergrad import Averager
 from archsearch.supernet.proxyless import (
     Paths,
@@ -230,11 +230,10 @@ class ProxylessNAS(OneShotStrategy):
                 f"nodes={self.space.nodes}{cost}")
 
     def build_supernet(self, *, num_classes: int, in_channels: int) -> ProxylessSupernet:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            net = ProxylessSupernet(self.space, channels=self.channels, layers=self.layers,
-                                    num_classes=num_classes, in_channels=in_channels)
-        return net.to(self.device)
+        return seeded_supernet(ProxylessSupernet, self.space, seed=self.seed,
+                               channels=self.channels, layers=self.layers,
+                               num_classes=num_classes, in_channels=in_channels,
+                               device=self.device)
 
     def build_optimizer(self, net: ProxylessSupernet,
                         cost_tables: Mapping[str, Tensor]) -> ProxylessOptimizer:

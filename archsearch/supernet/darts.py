@@ -15,13 +15,53 @@ from torch import nn
 from archsearch.networks.darts import check_network_size, reduction_indices
 from archsearch.ops.layout import match_grad_layout
 from archsearch.space import Arch
-from archsearch.spaces.darts import DartsCellSpace
+from archsearch.spaces.darts import CELL_TYPES, DartsCellSpace
 from archsearch.supernet._mixed import SearchCell
 
 ARCH_PARAMETER_NAMES = ("alpha_normal", "alpha_reduce")
 
 
-class DartsSupernet(nn.Module):
+class CellSearchNetwork(nn.Module):
+    """What every one-shot supernet of the DARTS cell space shares: the network that
+    `build_search_network` gives it (stem, cells of `cell_class`, classifier, α of both
+    cell types) and the accessors the optimisers and results read. Subclasses add how a
+    cell combines its edges (`forward`)."""
+
+    space: DartsCellSpace
+    alpha_normal: nn.Parameter
+    alpha_reduce: nn.Parameter
+
+    def __init__(self, space: DartsCellSpace, cell_class: type[nn.Module], *, channels: int,
+                 layers: int, num_classes: int, in_channels: int, stem_multiplier: int,
+                 alpha_init_std: float) -> None:
+        super().__init__()
+        build_search_network(self, space, cell_class, channels=channels, layers=layers,
+                             num_classes=num_classes, in_channels=in_channels,
+                             stem_multiplier=stem_multiplier, alpha_init_std=alpha_init_std)
+
+    def arch_parameter_names(self) -> tuple[str, ...]:
+        return ARCH_PARAMETER_NAMES
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alpha_normal, self.alpha_reduce]
+
+    def alpha(self, cell: str) -> nn.Parameter:
+        """α of cell type `cell` ("normal" or "reduce"), (edges, ops)."""
+        return self.alpha_reduce if cell == "reduce" else self.alpha_normal
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if n not in ARCH_PARAMETER_NAMES]
+
+    def alphas(self) -> dict[str, list[list[float]]]:
+        """α of both cell types as nested lists (rows = edges in label order, cols = ops)."""
+        return {c: self.alpha(c).detach().cpu().tolist() for c in CELL_TYPES}
+
+    def derive(self) -> Arch:
+        """The discrete architecture of the current α (two strongest inputs per node)."""
+        return self.space.derive(self.alphas())
+
+
+class DartsSupernet(CellSearchNetwork):
     """The over-parameterised network whose α DARTS optimises.
 
     Args:
@@ -37,19 +77,9 @@ class DartsSupernet(nn.Module):
     def __init__(self, space: DartsCellSpace, *, channels: int = 16, layers: int = 8,
                  num_classes: int = 10, in_channels: int = 3, stem_multiplier: int = 3,
                  alpha_init_std: float = 1e-3) -> None:
-        super().__init__()
-        build_search_network(self, space, SearchCell, channels=channels, layers=layers,
-                             num_classes=num_classes, in_channels=in_channels,
-                             stem_multiplier=stem_multiplier, alpha_init_std=alpha_init_std)
-
-    def arch_parameter_names(self) -> tuple[str, ...]:
-        return ARCH_PARAMETER_NAMES
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.alpha_normal, self.alpha_reduce]
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        return [p for n, p in self.named_parameters() if n not in ARCH_PARAMETER_NAMES]
+        super().__init__(space, SearchCell, channels=channels, layers=layers,
+                         num_classes=num_classes, in_channels=in_channels,
+                         stem_multiplier=stem_multiplier, alpha_init_std=alpha_init_std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, num_classes) of the relaxed network at the current α."""
@@ -62,15 +92,6 @@ class DartsSupernet(nn.Module):
             s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
         # The pooling's backward gives NCHW gradients; the cells' BNs want channels-last.
         return self.classifier(F.adaptive_avg_pool2d(match_grad_layout(s1), 1).flatten(1))
-
-    def alphas(self) -> dict[str, list[list[float]]]:
-        """α of both cell types as nested lists (rows = edges in label order, cols = ops)."""
-        return {"normal": self.alpha_normal.detach().cpu().tolist(),
-                "reduce": self.alpha_reduce.detach().cpu().tolist()}
-
-    def derive(self) -> Arch:
-        """The discrete architecture of the current α (two strongest inputs per node)."""
-        return self.space.derive(self.alphas())
 
 
 def _use_batch_statistics(module: nn.Module) -> None:

@@ -33,14 +33,9 @@ from torch import Tensor, nn
 
 from archsearch.ops import POOLING_OPS, FactorizedReduce, ReLUConvBN, create_op
 from archsearch.ops.layout import cat_channels, match_grad_layout
-from archsearch.space import Arch
 from archsearch.spaces.darts import CELL_TYPES, DartsCellSpace
 from archsearch.supernet.cost import op_macs_table
-from archsearch.supernet.darts import (
-    ARCH_PARAMETER_NAMES,
-    DartsSupernet,
-    build_search_network,
-)
+from archsearch.supernet.darts import CellSearchNetwork, DartsSupernet
 
 PathOps = tuple[tuple[int, ...], ...]  # per edge, the op indices (α columns) that run
 
@@ -157,7 +152,7 @@ class PathCell(nn.Module):
         return cat_channels(states[2:])  # (B, nodes·C, H, W)
 
 
-class ProxylessSupernet(nn.Module):
+class ProxylessSupernet(CellSearchNetwork):
     """The DARTS search network with binary gates instead of the softmax mixture.
 
     Same stem, cells, classifier, weights and α (`alpha_normal`, `alpha_reduce`, each
@@ -174,23 +169,9 @@ class ProxylessSupernet(nn.Module):
     def __init__(self, space: DartsCellSpace, *, channels: int = 16, layers: int = 8,
                  num_classes: int = 10, in_channels: int = 3, stem_multiplier: int = 3,
                  alpha_init_std: float = 1e-3) -> None:
-        super().__init__()
-        build_search_network(self, space, PathCell, channels=channels, layers=layers,
-                             num_classes=num_classes, in_channels=in_channels,
-                             stem_multiplier=stem_multiplier, alpha_init_std=alpha_init_std)
-
-    def arch_parameter_names(self) -> tuple[str, ...]:
-        return ARCH_PARAMETER_NAMES
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.alpha_normal, self.alpha_reduce]
-
-    def alpha(self, cell: str) -> nn.Parameter:
-        """α of cell type `cell` ("normal" or "reduce"), (edges, ops)."""
-        return self.alpha_reduce if cell == "reduce" else self.alpha_normal
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        return [p for n, p in self.named_parameters() if n not in ARCH_PARAMETER_NAMES]
+        super().__init__(space, PathCell, channels=channels, layers=layers,
+                         num_classes=num_classes, in_channels=in_channels,
+                         stem_multiplier=stem_multiplier, alpha_init_std=alpha_init_std)
 
     def forward(self, x: Tensor, paths: Paths | None = None) -> Tensor:
         """Logits (B, num_classes) of the network the paths name (default: most likely)."""
@@ -239,15 +220,6 @@ class ProxylessSupernet(nn.Module):
             one_hot.scatter_(1, chosen, 1.0)
             gates[c] = one_hot.to(self.alpha_normal.device).requires_grad_(True)
         return Paths(ops, gates, open_)
-
-    # --- results ------------------------------------------------------------------------
-    def alphas(self) -> dict[str, list[list[float]]]:
-        """α of both cell types as nested lists (rows = edges in label order, cols = ops)."""
-        return {c: self.alpha(c).detach().cpu().tolist() for c in CELL_TYPES}
-
-    def derive(self) -> Arch:
-        """The discrete architecture of the current α (two strongest inputs per node)."""
-        return self.space.derive(self.alphas())
 
 
 def pair_alpha_grad(alpha: Tensor, pairs: PathOps, gate_grad: Tensor) -> Tensor:
