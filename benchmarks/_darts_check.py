@@ -4,20 +4,12 @@ its yardsticks: forward FLOPs per example and a large matmul's GFLOP/s."""
 from __future__ import annotations
 
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-from _darts_setup import (  # noqa: E402
+from _darts_setup import (
     CHANNELS,
     CHECK_KEYS,
     CHECK_RTOL,
@@ -29,11 +21,12 @@ from _darts_setup import (  # noqa: E402
     Batch,
     build,
 )
-from _reference_darts import ReferenceArchitect, ReferenceNetwork  # noqa: E402
+from _reference_darts import ReferenceArchitect, ReferenceNetwork
+from torch import Tensor, nn
 
-from archsearch.hardware import count_macs  # noqa: E402
-from archsearch.spaces.darts import DartsCellSpace  # noqa: E402
-from archsearch.supernet import DartsSupernet, finite_difference, first_order  # noqa: E402
+from archsearch.hardware import count_macs
+from archsearch.spaces.darts import DartsCellSpace
+from archsearch.supernet import DartsSupernet, finite_difference, first_order
 
 # --------------------------------------------------------------------------------------------
 # Equivalence in float64

@@ -4,28 +4,21 @@
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
-
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-from _darts_setup import (  # noqa: E402
+from _darts_setup import (
     IMPLS,
     build,
 )
-from _measure import (  # noqa: E402
+from _measure import (
     saved_mb,
     wait_until_quiet,
 )
 
-from archsearch.supernet import first_order  # noqa: E402
+from archsearch.supernet import first_order
 
 # --------------------------------------------------------------------------------------------
 # Profiling ours

@@ -4,25 +4,18 @@ the check and profile helpers."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _reference_darts import ReferenceArchitect, ReferenceNetwork
 from torch import Tensor, nn
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-from _reference_darts import ReferenceArchitect, ReferenceNetwork  # noqa: E402
-
-from archsearch.spaces.darts import DartsCellSpace  # noqa: E402
-from archsearch.strategies.darts import DARTS  # noqa: E402
-from archsearch.supernet.cost import op_macs_table  # noqa: E402
+from archsearch.spaces.darts import DartsCellSpace
+from archsearch.strategies.darts import DARTS
+from archsearch.supernet.cost import op_macs_table
 
 IMPLS = ("ours", "reference")
 MEASURES = ("forward", "fwd+bwd", "step-first", "step-second")

@@ -132,18 +132,18 @@ def _substitutes(model: nn.Module, params: Mapping[str, Tensor]) -> dict[str, Te
     name its parameter is registered as, tied aliases included."""
     out: dict[str, Tensor] = {}
     by_param: dict[int, Tensor] = {}  # id(parameter) -> its substitute
-    for prefix, module in model.named_modules(prefix="model", remove_duplicate=False):
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        dot = f"{prefix}." if prefix else ""
         for name, p in module._parameters.items():
             if p is None:
                 continue
-            full = f"{prefix}.{name}"
             if id(p) in by_param:  # a tied alias of an earlier name
-                out[full] = by_param[id(p)]
-            elif (sub := params.get(full[6:])) is not None:
-                out[full] = by_param[id(p)] = sub
+                out[f"model.{dot}{name}"] = by_param[id(p)]
+            elif (sub := params.get(dot + name)) is not None:
+                out[f"model.{dot}{name}"] = by_param[id(p)] = sub
         for name, b in module._buffers.items():
             if b is not None:
-                out[f"{prefix}.{name}"] = b.clone()
+                out[f"model.{dot}{name}"] = b.clone()
     return out
 
 
