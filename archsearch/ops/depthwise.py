@@ -7,10 +7,12 @@ DARTS spends most of its time there (every sep/dil conv starts with one). Three 
   by 180° (or a transposed conv when strided), so for dilated kernels we compute it with the
   fast forward kernel, and ask the native backward for the weight gradient only — and only
   when autograd needs it. The architecture-gradient passes of DARTS need no weight gradient.
-* oneDNN's fast weight-gradient kernel exists for undilated 3×3 kernels only. A dilated
+* The weight gradient comes from archsearch's native kernel where it is built
+  (`archsearch.ops.native`: 1.4-10× faster than oneDNN at the DARTS shapes). Without it:
+  oneDNN's fast weight-gradient kernel exists for undilated 3×3 kernels only, so a dilated
   kernel's weight gradient is an undilated one over the input's pixel phases stacked along
-  the batch (`_phase_weight_grad`); 5×5 ones are, where it pays, assembled from 3×3 blocks
-  (`_tiled_weight_grad`).
+  the batch (`_phase_weight_grad`), and 5×5 ones are, where it pays, assembled from 3×3
+  blocks (`_tiled_weight_grad`).
 * A strided dilated conv whose stride equals its dilation (the reduction cells' dil convs)
   reads one pixel phase only; it runs as an undilated conv of that phase (`stride_phase`)
   instead of oneDNN's GEMM fallback for strided dilated kernels.
@@ -33,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archsearch.ops.layout import exporting
+from archsearch.ops.native import depthwise_weight_grad
 from archsearch.ops.phase import stride_phase
 from archsearch.ops.pointwise import pointwise, pointwise_input_grad, pointwise_weight_grad
 
@@ -157,14 +160,18 @@ def _depthwise_backward(grad_out: Tensor, x: Tensor, weight: Tensor, stride: int
                         padding: int, dilation: int, need_x: bool, need_w: bool
                         ) -> tuple[Tensor | None, Tensor | None]:
     """(∂/∂x, ∂/∂weight) of a depthwise conv, each None unless asked for."""
+    grad_w = None
+    if need_w:  # the native kernel where it is built and applies (`archsearch.ops.native`)
+        grad_w = depthwise_weight_grad(grad_out, x, weight.shape[-1], stride, padding,
+                                       dilation)
+        need_w = grad_w is None
     if _strided_dilated(stride, dilation):
         grad_out, x = grad_out.contiguous(), x.contiguous()
     grad_x = None
     if need_x and _input_grad_by_forward(x, stride, dilation):
         grad_x, need_x = _input_grad(grad_out, weight, x.shape, stride, padding, dilation), False
     if not (need_x or need_w):
-        return grad_x, None
-    grad_w = None
+        return grad_x, grad_w
     if need_w and _phase_weight_grad_pays(x, weight, stride, padding, dilation):
         grad_w, need_w = _phase_weight_grad(grad_out, x, weight, padding, dilation), False
     if need_w and _tiled_weight_grad_pays(x, weight, stride, dilation):
