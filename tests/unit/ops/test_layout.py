@@ -73,3 +73,24 @@ def test_every_bn_backward_of_the_supernet_and_a_found_network_gets_a_matching_g
     for net in (supernet, found):
         matches = _bn_grad_layouts(net.train(), x)
         assert len(matches) > 10 and all(matches)
+
+
+def test_exporting_is_true_exactly_while_tracing_for_onnx_or_torchscript():
+    import io
+
+    from archsearch.ops.layout import exporting
+
+    seen: list[bool] = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(exporting())
+            return x * 2
+
+    x = torch.randn(1, 3)
+    Probe()(x)
+    torch.onnx.export(Probe(), (x,), io.BytesIO(), dynamo=False)
+    torch.jit.trace(Probe(), (x,), check_trace=False)
+    Probe()(x)
+    assert seen[0] is False and seen[-1] is False
+    assert all(seen[1:-1]) and len(seen) >= 4
