@@ -117,34 +117,50 @@ def split_parameters(model: nn.Module, arch_names: Sequence[str]) -> tuple[Grads
 
 
 def loss_at(model: nn.Module, loss_fn: LossFn, batch: Any,
-            params: Mapping[str, Tensor] | None = None) -> Tensor:
-    """`loss_fn(model, batch)` with `params` substituted and buffers cloned (left untouched)."""
-    substitutes = _substitutes(model, params or {})
+            params: Mapping[str, Tensor] | None = None,
+            slots: SubstitutionSlots | None = None) -> Tensor:
+    """`loss_fn(model, batch)` with `params` substituted and buffers cloned (left untouched).
+
+    `slots`, optional, is `substitution_slots(model)` when the caller substitutes into the
+    same model several times (it saves a walk over the modules per call)."""
+    substitutes = (slots or substitution_slots(model)).substitutes(params or {})
     # Tied weights are substituted under every name above, so functional_call need not look
     # for them itself (its search walks the module tree twice more: about 14 ms of the
     # DARTS supernet's 5,000 modules, per pass).
     return functional_call(_Bound(model, loss_fn), substitutes, (batch,), tie_weights=False)
 
 
-def _substitutes(model: nn.Module, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """What `loss_at` substitutes, under `_Bound`'s names, found in one walk of the modules:
-    a clone of every buffer, and `params` (keyed by `named_parameters` names) under each
-    name its parameter is registered as, tied aliases included."""
-    out: dict[str, Tensor] = {}
-    by_param: dict[int, Tensor] = {}  # id(parameter) -> its substitute
+@dataclass(frozen=True)
+class SubstitutionSlots:
+    """Where `loss_at` substitutes, under `_Bound`'s names: each parameter slot with the
+    `named_parameters` name of the parameter it holds (tied aliases share one), and each
+    buffer."""
+
+    params: tuple[tuple[str, str], ...]  # (slot, parameter name)
+    buffers: tuple[tuple[str, Tensor], ...]  # (slot, buffer)
+
+    def substitutes(self, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """`params` (by `named_parameters` name) under every slot of theirs, and a clone of
+        every buffer."""
+        out = {slot: params[name] for slot, name in self.params if name in params}
+        out.update((slot, b.clone()) for slot, b in self.buffers)
+        return out
+
+
+def substitution_slots(model: nn.Module) -> SubstitutionSlots:
+    """The slots of `model`, found in one walk of its modules."""
+    params: list[tuple[str, str]] = []
+    buffers: list[tuple[str, Tensor]] = []
+    name_of: dict[int, str] = {}  # id(parameter) -> its named_parameters name (first seen)
     for prefix, module in model.named_modules(remove_duplicate=False):
         dot = f"{prefix}." if prefix else ""
         for name, p in module._parameters.items():
-            if p is None:
-                continue
-            if id(p) in by_param:  # a tied alias of an earlier name
-                out[f"model.{dot}{name}"] = by_param[id(p)]
-            elif (sub := params.get(dot + name)) is not None:
-                out[f"model.{dot}{name}"] = by_param[id(p)] = sub
+            if p is not None:
+                params.append((f"model.{dot}{name}", name_of.setdefault(id(p), dot + name)))
         for name, b in module._buffers.items():
             if b is not None:
-                out[f"model.{dot}{name}"] = b.clone()
-    return out
+                buffers.append((f"model.{dot}{name}", b))
+    return SubstitutionSlots(tuple(params), tuple(buffers))
 
 
 def _flat(tensors: Sequence[Tensor]) -> Tensor:
@@ -177,10 +193,11 @@ def first_order(model: nn.Module, arch_names: Sequence[str], train_loss: LossFn,
 
 def _virtual_weights(model: nn.Module, weights: Grads, train_loss: LossFn, train_batch: Any,
                      step: VirtualStep, *, create_graph: bool, average: Averager | None,
-                     w_flat: Tensor | None = None) -> dict[str, Tensor]:
+                     w_flat: Tensor | None = None,
+                     slots: SubstitutionSlots | None = None) -> dict[str, Tensor]:
     """w' (eq. 6): differentiable in w with `create_graph`, else detached views into one
     buffer, computed from `w_flat`, the weights flattened (`_flat`)."""
-    loss = loss_at(model, train_loss, train_batch)
+    loss = loss_at(model, train_loss, train_batch, slots=slots)
     grads = torch.autograd.grad(loss, list(weights.values()), create_graph=create_graph)
     if average is not None:  # the global batch's ∇w L_train: the same w' on every rank
         grads = average(grads)
@@ -202,12 +219,13 @@ def finite_difference(model: nn.Module, arch_names: Sequence[str], train_loss: L
     only roughly — by design of the paper, and cheap; a smaller radius converges to it.
     """
     weights, arch = split_parameters(model, arch_names)
+    slots = substitution_slots(model)  # four passes substitute into the model
     w_flat = _flat(list(weights.values()))
     # w' (eq. 6), as leaves: we want ∇_{w'} L_val and ∇_α L_val from one backward pass.
     virtual = {n: w.requires_grad_() for n, w in _virtual_weights(
         model, weights, train_loss, train_batch, step, create_graph=False,
-        average=average, w_flat=w_flat).items()}
-    val = loss_at(model, val_loss, val_batch, virtual)
+        average=average, w_flat=w_flat, slots=slots).items()}
+    val = loss_at(model, val_loss, val_batch, virtual, slots)
     grads = torch.autograd.grad(val, [*arch.values(), *virtual.values()])
     del val, virtual
     d_arch, d_virtual = grads[:len(arch)], grads[len(arch):]
@@ -226,7 +244,7 @@ def finite_difference(model: nn.Module, arch_names: Sequence[str], train_loss: L
     sides = []
     for sign in (1.0, -1.0):
         shifted = w_flat + sign * eps * d_flat
-        loss = loss_at(model, train_loss, train_batch, _views(weights, shifted))
+        loss = loss_at(model, train_loss, train_batch, _views(weights, shifted), slots)
         sides.append(torch.autograd.grad(loss, list(arch.values())))
         del loss, shifted
     return {n: da - step.xi * (gp - gm) / (2 * eps)
