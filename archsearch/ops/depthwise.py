@@ -8,7 +8,7 @@ DARTS spends most of its time there (every sep/dil conv starts with one). Three 
   fast forward kernel, and ask the native backward for the weight gradient only — and only
   when autograd needs it. The architecture-gradient passes of DARTS need no weight gradient.
 * The weight gradient comes from archsearch's native kernel where it is built
-  (`archsearch.ops.native`: 1.4-10× faster than oneDNN at the DARTS shapes). Without it:
+  (`archsearch.ops.native`: up to 13× faster than oneDNN at the DARTS shapes). Without it:
   oneDNN's fast weight-gradient kernel exists for undilated 3×3 kernels only, so a dilated
   kernel's weight gradient is an undilated one over the input's pixel phases stacked along
   the batch (`_phase_weight_grad`), and 5×5 ones are, where it pays, assembled from 3×3

@@ -9,8 +9,9 @@ One kernel so far: the weight gradient of a depthwise convolution on channels-la
 maps. oneDNN's fast depthwise weight-gradient kernel covers undilated 3×3 kernels only;
 5×5 and dilated kernels (half of the DARTS ops) run its generic grouped kernel. Measured on
 2 CPU cores at the DARTS search shapes (batch 16, ms per call, the best PyTorch route
-against this one): 5×5 at 32²/16²/8²: 0.74/0.56/0.30 against 0.20/0.09/0.05; dilated 5×5
-at 16²: 0.59 against 0.09; 3×3 at 32²: 0.13 against 0.10 (`benchmarks/README.md`).
+against this one; `benchmarks/depthwise_weight_grad.py`): 5×5 at 32²/16²/8²:
+0.69/0.55/0.31 against 0.23/0.11/0.05; dilated 5×5 at 8²: 0.49 against 0.04; 3×3 at 32²:
+0.10 against 0.10.
 """
 
 from __future__ import annotations
