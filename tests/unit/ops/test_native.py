@@ -36,6 +36,20 @@ def _case(batch: int, channels: int, height: int, width: int, kernel: int, strid
     return x, g
 
 
+def _assert_matches_autograd(x: torch.Tensor, g: torch.Tensor, kernel: int, stride: int,
+                             padding: int, dilation: int, given: torch.Tensor | None = None
+                             ) -> None:
+    """The native gradient (from `given`, default `g`, as the output gradient, computed as in
+    a backward pass that records nothing) equals float64 autograd's."""
+    with torch.no_grad():
+        got = native.depthwise_weight_grad(g if given is None else given, x, kernel, stride,
+                                           padding, dilation)
+    assert got is not None and got.shape == (x.shape[1], 1, kernel, kernel)
+    assert got.is_contiguous()
+    want = _autograd_weight_grad(x, g, kernel, stride, padding, dilation)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
 @needs_native
 @pytest.mark.parametrize("channels", [16, 32, 5, 21])  # whole 16-blocks, and remainders
 @pytest.mark.parametrize("kernel,stride,padding,dilation", [
@@ -43,23 +57,20 @@ def _case(batch: int, channels: int, height: int, width: int, kernel: int, strid
     (1, 1, 0, 1), (7, 1, 3, 1), (5, 1, 0, 1), (3, 1, 3, 1), (9, 1, 4, 1),
 ])
 def test_native_weight_grad_matches_autograd(channels, kernel, stride, padding, dilation):
-    with torch.no_grad():  # as in a backward pass that records nothing
-        x, g = _case(3, channels, 7, 9, kernel, stride, padding, dilation)
-        got = native.depthwise_weight_grad(g, x, kernel, stride, padding, dilation)
-    assert got is not None and got.shape == (channels, 1, kernel, kernel)
-    assert got.is_contiguous()
-    want = _autograd_weight_grad(x, g, kernel, stride, padding, dilation)
-    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+    x, g = _case(3, channels, 7, 9, kernel, stride, padding, dilation)
+    _assert_matches_autograd(x, g, kernel, stride, padding, dilation)
 
 
 @needs_native
 def test_native_weight_grad_of_a_kernel_wider_than_the_map():
     # The dilated 5×5 conv of the supernet's last cells: 9 pixels wide on a 4×4 map.
-    with torch.no_grad():
-        x, g = _case(2, 16, 4, 4, 5, 1, 4, 2)
-        got = native.depthwise_weight_grad(g, x, 5, 1, 4, 2)
-    torch.testing.assert_close(got.double(), _autograd_weight_grad(x, g, 5, 1, 4, 2),
-                               rtol=1e-5, atol=1e-5)
+    _assert_matches_autograd(*_case(2, 16, 4, 4, 5, 1, 4, 2), 5, 1, 4, 2)
+
+
+@needs_native
+def test_native_weight_grad_takes_a_gradient_in_another_layout():
+    x, g = _case(2, 16, 8, 8, 3, 1, 1, 1)
+    _assert_matches_autograd(x, g, 3, 1, 1, 1, given=g.contiguous())  # an NCHW gradient
 
 
 @needs_native
@@ -77,15 +88,6 @@ def test_native_weight_grad_is_deterministic_and_agrees_across_thread_counts():
     assert torch.equal(first, again)
     # Sums of 2,048 products of magnitude ~1 each, added in another order: float32 rounding.
     torch.testing.assert_close(first, other, rtol=1e-5, atol=1e-3)
-
-
-@needs_native
-def test_native_weight_grad_takes_a_gradient_in_another_layout():
-    with torch.no_grad():
-        x, g = _case(2, 16, 8, 8, 3, 1, 1, 1)
-        got = native.depthwise_weight_grad(g.contiguous(), x, 3, 1, 1, 1)  # NCHW gradient
-    torch.testing.assert_close(got.double(), _autograd_weight_grad(x, g, 3, 1, 1, 1),
-                               rtol=1e-5, atol=1e-5)
 
 
 @needs_native
