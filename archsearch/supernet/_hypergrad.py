@@ -219,7 +219,7 @@ def finite_difference(model: nn.Module, arch_names: Sequence[str], train_loss: L
     only roughly — by design of the paper, and cheap; a smaller radius converges to it.
     """
     weights, arch = split_parameters(model, arch_names)
-    slots = substitution_slots(model)  # four passes substitute into the model
+    slots = substitution_slots(model)  # one walk of the modules for the four passes
     w_flat = _flat(list(weights.values()))
     # w' (eq. 6), as leaves: we want ∇_{w'} L_val and ∇_α L_val from one backward pass.
     virtual = {n: w.requires_grad_() for n, w in _virtual_weights(
@@ -257,9 +257,10 @@ def exact(model: nn.Module, arch_names: Sequence[str], train_loss: LossFn, val_l
     """Eq. 7 exactly: ∇_α L_val(w'(α), α), differentiating through the virtual step (and,
     data-parallel, through the average of the ranks' ∇w L_train, see `DistributedContext.mean`)."""
     weights, arch = split_parameters(model, arch_names)
+    slots = substitution_slots(model)
     virtual = _virtual_weights(model, weights, train_loss, train_batch, step, create_graph=True,
-                               average=average)
-    val = loss_at(model, val_loss, val_batch, virtual)
+                               average=average, slots=slots)
+    val = loss_at(model, val_loss, val_batch, virtual, slots)
     return dict(zip(arch, torch.autograd.grad(val, list(arch.values())), strict=True))
 
 
