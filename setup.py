@@ -18,5 +18,6 @@ else:
     compile_args, link_args = ["-O3", "-std=gnu99", "-fopenmp"], ["-fopenmp"]
 
 setup(ext_modules=[Extension(
-    "archsearch.ops._kernels", ["archsearch/ops/_kernels.c"],
+    "archsearch.ops._kernels", ["archsearch/ops/_kernels.c", "archsearch/ops/_batch_norm.c"],
+    depends=["archsearch/ops/_kernels.h"],
     extra_compile_args=compile_args, extra_link_args=link_args, optional=True)])

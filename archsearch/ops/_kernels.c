@@ -16,24 +16,14 @@
  * (torch.set_num_threads). Each thread sums into its own buffer and the buffers are added
  * in thread order: for a given thread count the result is deterministic.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_kernels.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-/* One binary for every x86-64 CPU: AVX-512 and AVX2/FMA versions of the hot loop, picked
- * at load time, and a baseline one. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define VECTOR_CLONES
-#endif
-
-#define BLOCK 16 /* channels per register block: one AVX-512 vector of float32 */
 
 /* Adds row (n, ho)'s contribution to acc, laid out (k, k, C). */
 VECTOR_CLONES
@@ -152,6 +142,13 @@ static PyMethodDef methods[] = {
     {"depthwise_weight_grad", depthwise_weight_grad, METH_VARARGS,
      "depthwise_weight_grad(x_ptr, g_ptr, out_ptr, N, H, W, C, Ho, Wo, k, stride, dilation, "
      "padding): channels-last float32 depthwise weight gradient into out (C, k, k)."},
+    {"batch_norm_forward", py_batch_norm_forward, METH_VARARGS,
+     "batch_norm_forward(x_ptr, y_ptr, mean_ptr, invstd_ptr, weight_ptr or 0, M, C, eps, "
+     "relu, stats_given, accumulate): batch-statistics BN of M channels-last rows of C "
+     "float32, into y or (accumulate) added to it."},
+    {"batch_norm_backward", py_batch_norm_backward, METH_VARARGS,
+     "batch_norm_backward(g_ptr, x_ptr, mean_ptr, invstd_ptr, weight_ptr or 0, dx_ptr or 0, "
+     "dw_ptr or 0, M, C, relu): its gradients."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archsearch.ops.batch_norm import batch_norm, batch_norm_add_
 from archsearch.ops.depthwise import (
     DepthwiseConv2d,
     depthwise_pointwise,
@@ -39,7 +40,8 @@ class PreActivated(nn.Module):
         return run_layers(list(self.body), x_relu)
 
     def forward_scaled(self, x_relu: torch.Tensor, scale: torch.Tensor,
-                       phases: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+                       phases: Sequence[torch.Tensor] | None = None,
+                       out: torch.Tensor | None = None) -> torch.Tensor:
         """`scale · op(x)` for an input that has already gone through ReLU.
 
         `scale` is a scalar tensor, or that value repeated per output channel ((C,),
@@ -52,14 +54,20 @@ class PreActivated(nn.Module):
         `phases`, optional, are the pixel phases `pixel_phases(x_relu, 2, (0, 1))` (or the
         first of them) when the caller shares them between ops; strided ops that read
         only those pixels take them instead of computing their own.
+
+        `out`, optional, is a sum the result is added to, in place (and returned): the
+        folded BN then writes into it directly (`batch_norm_add_`). No backward step may
+        need `out`'s value.
         """
         bn = self.final_bn()
         if bn is None or bn.affine or bn.track_running_stats:
-            out = self.forward_activated(x_relu)
-            return out * (scale.view(1, -1, 1, 1) if scale.dim() else scale)
+            y = self.forward_activated(x_relu)
+            y = y * (scale.view(1, -1, 1, 1) if scale.dim() else scale)
+            return y if out is None else out.add_(y)
         z = self.before_final_bn(x_relu, phases)
-        return F.batch_norm(z, None, None, channel_scale(scale, z), None, True, 0.0,
-                            bn.eps)
+        weight = channel_scale(scale, z)
+        return batch_norm(z, weight, bn.eps) if out is None else batch_norm_add_(
+            out, z, weight, bn.eps)
 
     def final_bn(self) -> nn.BatchNorm2d | None:
         last = self.body[-1] if isinstance(self.body, nn.Sequential) else None
@@ -108,6 +116,9 @@ def run_layers(layers: list[nn.Module], x: torch.Tensor,
         elif is_pointwise(layers[i]) and torch.is_grad_enabled():
             # (A module call without gradients: MAC counting hooks it.)
             x = pointwise(x, layers[i].weight)
+            i += 1
+        elif fusable_norm(layers[i]) and torch.is_grad_enabled():
+            x = batch_norm(x, None, layers[i].eps)
             i += 1
         else:
             x = layers[i](x)
@@ -189,7 +200,10 @@ class FactorizedReduce(PreActivated):
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward_activated(self, x_relu: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.before_final_bn(x_relu))
+        z = self.before_final_bn(x_relu)
+        if fusable_norm(self.bn) and torch.is_grad_enabled():
+            return batch_norm(z, None, self.bn.eps)
+        return self.bn(z)
 
     def final_bn(self) -> nn.BatchNorm2d | None:
         return self.bn

@@ -56,3 +56,96 @@ def depthwise_weight_grad(grad_out: Tensor, x: Tensor, kernel_size: int, stride:
     _kernels.depthwise_weight_grad(x.data_ptr(), grad_out.data_ptr(), out.data_ptr(), n, h, w,
                                    c, rows, cols, kernel_size, stride, dilation, padding)
     return out
+
+
+def batch_norm_applies(x: Tensor, weight: Tensor | None = None,
+                       out: Tensor | None = None) -> bool:
+    """Whether the batch-norm kernels take `x` (and `weight`, `out`): built, `x` a 4-D
+    channels-last float32 CPU map with more than one value per channel, `weight` None or a
+    contiguous float32 (C,) vector, `out` None or a map like `x`."""
+    return (_kernels is not None and x.dtype == torch.float32 and x.device.type == "cpu"
+            and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+            and x.numel() > x.shape[1] > 0
+            and (weight is None or (weight.dtype == torch.float32 and weight.device.type == "cpu"
+                                    and weight.shape == x.shape[1:2] and weight.is_contiguous()))
+            and (out is None or (out.dtype == torch.float32 and out.shape == x.shape
+                                 and out.is_contiguous(memory_format=torch.channels_last))))
+
+
+def _check_stats(stats: Tensor, channels: int) -> None:
+    if (stats.shape != (2, channels) or stats.dtype != torch.float32
+            or stats.device.type != "cpu" or not stats.is_contiguous()):
+        raise ValueError(f"batch norm: the statistics must be a contiguous float32 CPU tensor "
+                         f"of shape (2, {channels}), got {tuple(stats.shape)} {stats.dtype}")
+
+
+def batch_norm_forward(x: Tensor, weight: Tensor | None, eps: float, relu: bool = False,
+                       stats: Tensor | None = None, out: Tensor | None = None
+                       ) -> tuple[Tensor, Tensor] | None:
+    """(y, stats) of a batch-statistics batch norm of `x` (B, C, H, W): y =
+    (x − mean)·invstd·weight, then ReLU if `relu`; stats is (2, C): the mean and the
+    inverse standard deviation over (B, H, W), the variance biased, as
+    `torch.native_batch_norm` in training mode computes them.
+
+    `stats`, optional, are statistics to normalise with instead of computing them.
+    `out`, optional, a map like `x`: y is added to it in place (no ReLU then), and y is
+    `out`. None where the kernel does not apply (`batch_norm_applies`) or while autograd
+    records.
+    """
+    if torch.is_grad_enabled() or not batch_norm_applies(x, weight, out):
+        return None
+    if out is not None and relu:
+        raise ValueError("batch norm: ReLU cannot follow a sum into `out`")
+    if stats is not None:
+        _check_stats(stats, x.shape[1])
+    return batch_norm_forward_unchecked(x, weight, eps, relu, stats, out)
+
+
+def batch_norm_forward_unchecked(x: Tensor, weight: Tensor | None, eps: float, relu: bool,
+                                 stats: Tensor | None, out: Tensor | None
+                                 ) -> tuple[Tensor, Tensor]:
+    """`batch_norm_forward` for callers that checked `batch_norm_applies` (and the rest):
+    it runs thousands of times per search step, so every check counts."""
+    c = x.shape[1]
+    given = stats is not None
+    if stats is None:
+        stats = x.new_empty(2, c)
+    y = torch.empty_like(x) if out is None else out  # channels-last, like x
+    at = stats.data_ptr()
+    _kernels.batch_norm_forward(x.data_ptr(), y.data_ptr(), at, at + 4 * c,
+                                0 if weight is None else weight.data_ptr(), x.numel() // c, c,
+                                eps, relu, given, out is not None)
+    return y, stats
+
+
+def batch_norm_backward(grad_y: Tensor, x: Tensor, stats: Tensor, weight: Tensor | None,
+                        need_input: bool, need_weight: bool, relu: bool = False
+                        ) -> tuple[Tensor | None, Tensor | None] | None:
+    """(∂L/∂x, ∂L/∂weight) of `batch_norm_forward(x, weight, eps, relu)` from ∂L/∂y and
+    the forward's statistics; each None unless asked for (∂L/∂weight also without a
+    weight: the gradient a weight of ones would get). None where the kernel does not apply
+    (see `batch_norm_forward`); `grad_y` is made channels-last if it is not."""
+    if (torch.is_grad_enabled() or not batch_norm_applies(x, weight)
+            or not (need_input or need_weight)):
+        return None
+    if grad_y.shape != x.shape or grad_y.dtype != x.dtype or grad_y.device != x.device:
+        raise ValueError(f"batch norm backward: gradient {tuple(grad_y.shape)} "
+                         f"{grad_y.dtype} does not fit input {tuple(x.shape)} {x.dtype}")
+    _check_stats(stats, x.shape[1])
+    return batch_norm_backward_unchecked(grad_y, x, stats, weight, need_input, need_weight, relu)
+
+
+def batch_norm_backward_unchecked(grad_y: Tensor, x: Tensor, stats: Tensor,
+                                  weight: Tensor | None, need_input: bool, need_weight: bool,
+                                  relu: bool) -> tuple[Tensor | None, Tensor | None]:
+    """`batch_norm_backward` for callers that checked its arguments."""
+    c = x.shape[1]
+    grad_y = grad_y.contiguous(memory_format=torch.channels_last)
+    grad_x = torch.empty_like(x) if need_input else None
+    grad_w = x.new_empty(c) if need_weight else None
+    at = stats.data_ptr()
+    _kernels.batch_norm_backward(
+        grad_y.data_ptr(), x.data_ptr(), at, at + 4 * c,
+        0 if weight is None else weight.data_ptr(), 0 if grad_x is None else grad_x.data_ptr(),
+        0 if grad_w is None else grad_w.data_ptr(), x.numel() // c, c, relu)
+    return grad_x, grad_w

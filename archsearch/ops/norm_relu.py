@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from archsearch.ops import native
+from archsearch.ops.batch_norm import batch_norm
 from archsearch.ops.depthwise import (
     RECOMPUTE_MIN_PIXELS,
     DepthwiseConv2d,
@@ -43,31 +45,29 @@ class _NormReluDepthwisePointwise(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: Tensor, w_dw: Tensor, w_pw: Tensor, eps: float, stride: int,
                 padding: int, dilation: int) -> Tensor:
-        # (B, C, H, W) → normalised, plus (C,) batch mean and inverse std (BN's own kernel).
-        r, mean, invstd = torch.native_batch_norm(z, None, None, None, None, True, 0.0, eps)
-        r = r.relu_()
-        ctx.save_for_backward(z, mean, invstd, w_dw, w_pw)
+        # (B, C, H, W) → ReLU(normalised), plus (2, C): batch mean and inverse std.
+        fused = native.batch_norm_forward(z, None, eps, relu=True)
+        if fused is not None:
+            r, stats = fused
+        else:
+            r, mean, invstd = torch.native_batch_norm(z, None, None, None, None, True, 0.0, eps)
+            r, stats = r.relu_(), torch.stack((mean, invstd))
+        ctx.save_for_backward(z, stats, w_dw, w_pw)
         ctx.config = (eps, stride, padding, dilation)
         return pointwise(_depthwise(r, w_dw, stride, padding, dilation), w_pw)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        z, mean, invstd, w_dw, w_pw = ctx.saved_tensors
+        z, stats, w_dw, w_pw = ctx.saved_tensors
         eps, stride, padding, dilation = ctx.config
         need_z, need_dw, need_pw = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():  # double backward: rebuild the graph, differentiate it
             return _backward_by_autograd(ctx, grad_out)
-        r = _rebuild(z, mean, invstd) if (need_dw or need_pw) else None
+        r = _rebuild(z, stats) if (need_dw or need_pw) else None
         # Without a weight gradient the depthwise backward reads only z's shape and layout.
         grad_r, grad_dw, grad_pw = depthwise_pointwise_backward(
             grad_out, r, z, w_dw, w_pw, stride, padding, dilation, need_z, need_dw, need_pw)
-        grad_z = None
-        if need_z:
-            # ReLU's backward: zero where z ≤ μ. Measured on 2 CPU cores, channels-last:
-            # thresholding z − μ is 5-12× faster than masked_fill with the broadcast mask.
-            grad_n = torch.ops.aten.threshold_backward(grad_r, z - _channel(mean, z), 0)
-            grad_z = torch.ops.aten.native_batch_norm_backward(
-                grad_n, z, None, None, None, mean, invstd, True, eps, [True, False, False])[0]
+        grad_z = _norm_relu_input_grad(grad_r, z, stats, eps) if need_z else None
         return grad_z, grad_dw, grad_pw, None, None, None, None
 
 
@@ -75,13 +75,31 @@ def _channel(stat: Tensor, like: Tensor) -> Tensor:
     return stat.view(1, -1, 1, 1).to(like.dtype)
 
 
-def _rebuild(z: Tensor, mean: Tensor, invstd: Tensor) -> Tensor:
-    """ReLU(BN(z)) from the saved statistics, in z's memory layout."""
+def _rebuild(z: Tensor, stats: Tensor) -> Tensor:
+    """ReLU(BN(z)) from the saved (2, C) statistics, in z's memory layout."""
+    fused = native.batch_norm_forward(z, None, 0.0, relu=True, stats=stats)
+    if fused is not None:
+        return fused[0]
+    mean, invstd = stats
     return ((z - _channel(mean, z)) * _channel(invstd, z)).relu_()
 
 
+def _norm_relu_input_grad(grad_r: Tensor, z: Tensor, stats: Tensor, eps: float) -> Tensor:
+    """∂L/∂z of r = ReLU(BN(z)) from ∂L/∂r: the native kernel reads the ReLU's mask
+    (z > μ) from z itself; PyTorch's route thresholds z − μ, then runs BN's backward."""
+    fused = native.batch_norm_backward(grad_r, z, stats, None, True, False, relu=True)
+    if fused is not None:
+        return fused[0]
+    mean, invstd = stats
+    # ReLU's backward: zero where z ≤ μ. Measured on 2 CPU cores, channels-last:
+    # thresholding z − μ is 5-12× faster than masked_fill with the broadcast mask.
+    grad_n = torch.ops.aten.threshold_backward(grad_r, z - _channel(mean, z), 0)
+    return torch.ops.aten.native_batch_norm_backward(
+        grad_n, z, None, None, None, mean, invstd, True, eps, [True, False, False])[0]
+
+
 def _backward_by_autograd(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-    z, _, _, w_dw, w_pw = ctx.saved_tensors
+    z, _, w_dw, w_pw = ctx.saved_tensors
     eps, stride, padding, dilation = ctx.config
     inputs = [t for t, need in zip((z, w_dw, w_pw), ctx.needs_input_grad[:3], strict=True)
               if need]
@@ -109,6 +127,6 @@ def norm_relu_depthwise_pointwise(bn: nn.BatchNorm2d, dw: DepthwiseConv2d, pw: n
         return pw(dw(F.relu(bn(z))))
     if (z.device.type != "cpu" or exporting()
             or z.shape[-1] != z.shape[-2] or z.shape[-1] * z.shape[-2] < RECOMPUTE_MIN_PIXELS):
-        return pointwise(dw(F.relu(bn(z))), pw.weight)
+        return pointwise(dw(batch_norm(z, None, bn.eps, relu=True)), pw.weight)
     return _NormReluDepthwisePointwise.apply(z, dw.weight, pw.weight, bn.eps, dw.stride[0],
                                              dw.padding[0], dw.dilation[0])

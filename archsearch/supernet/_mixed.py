@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch.ops import POOLING_OPS, PreActivated, create_op
+from archsearch.ops.batch_norm import batch_norm, batch_norm_add_
 from archsearch.ops.conv import channel_scale
 from archsearch.ops.layout import cat_channels
 from archsearch.ops.norm_relu import fusable_norm
@@ -63,13 +64,17 @@ class MixedEdge(nn.Module):
             for name in ops if _is_parametric(name, stride)})
 
     def forward(self, src: SourceFeatures, weights: torch.Tensor | None,
-                channel_weights: torch.Tensor | None = None) -> torch.Tensor | None:
+                channel_weights: torch.Tensor | None = None,
+                out: torch.Tensor | None = None) -> torch.Tensor | None:
         """Σ_o weights[o] · o(x) over the ops of this edge; `weights` is (K,) after softmax.
 
         `channel_weights`, optional, holds the weights of the ops other than `none`, in
         order, each repeated per channel: (K − #none, C), contiguous. The BNs that fold an
         op weight in take their (C,) weight vector from it; `weights` is then not needed
         (None is fine).
+
+        `out`, optional, is the sum the terms are added to, in place (the node's sum of
+        the edges before this one); it is returned.
         """
         names = self.weighted_names
         # One unbind instead of an index per op: its backward is one stack, where indexing
@@ -82,34 +87,40 @@ class MixedEdge(nn.Module):
             scales = [weights[self.op_names.index(name)] for name in names]
         else:
             scales = list(channel_weights.unbind(0))
-        out: torch.Tensor | None = None
         for name, scale in zip(names, scales, strict=True):
-            term = self._weighted_op(name, src, scale)
-            # In place: every term is a fresh tensor that no backward step needs (BN keeps its
-            # input, a product its factors), so the sum needs no new buffer per term.
-            out = term if out is None else out.add_(term)
+            out = self._weighted_op(name, src, scale, out)
         return out
 
-    def _weighted_op(self, name: str, src: SourceFeatures, scale: torch.Tensor) -> torch.Tensor:
-        """scale · op(x) for a scalar or per-channel (C,) `scale`; conv ops fold it into their
-        last BN (no extra product)."""
+    def _weighted_op(self, name: str, src: SourceFeatures, scale: torch.Tensor,
+                     out: torch.Tensor | None) -> torch.Tensor:
+        """scale · op(x) for a scalar or per-channel (C,) `scale`, added to `out` in place
+        unless it is None; conv ops fold the scale into their last BN (no extra product).
+
+        In place is safe: the sum starts as a fresh term that no backward step needs (BN
+        keeps its input, a product its factors), so it needs no new buffer per term; the
+        folded BNs write into it directly.
+        """
         if name in src.pooled:
             pooled, bn = src.pooled[name]
             if bn is None:
-                return pooled * _broadcastable(scale)
-            return F.batch_norm(pooled, None, None, channel_scale(scale, pooled), None,
-                                True, 0.0, bn.eps)
+                return _add_scaled(out, pooled, scale)
+            weight = channel_scale(scale, pooled)
+            if out is None:
+                return batch_norm(pooled, weight, bn.eps)
+            return batch_norm_add_(out, pooled, weight, bn.eps)
         if name == "skip_connect" and self.stride == 1:
-            return src.x * _broadcastable(scale)
+            return _add_scaled(out, src.x, scale)
         op = self.ops[name]
         if isinstance(op, PreActivated) and src.relu is not None:
-            return op.forward_scaled(src.relu, scale, src.phases)
-        return op(src.x) * _broadcastable(scale)
+            return op.forward_scaled(src.relu, scale, src.phases, out)
+        return _add_scaled(out, op(src.x), scale)
 
 
-def _broadcastable(scale: torch.Tensor) -> torch.Tensor:
-    """A scalar as it is, a (C,) vector as (1, C, 1, 1)."""
-    return scale.view(1, -1, 1, 1) if scale.dim() else scale
+def _add_scaled(out: torch.Tensor | None, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """out + x·scale in place (one pass), or x·scale when `out` is None; `scale` a scalar
+    or a (C,) vector."""
+    scale = scale.view(1, -1, 1, 1) if scale.dim() else scale
+    return x * scale if out is None else out.addcmul_(x, scale)
 
 
 def _is_parametric(name: str, stride: int) -> bool:
@@ -188,9 +199,9 @@ class SearchCell(nn.Module):
         for i in range(2, self.nodes + 2):
             node: torch.Tensor | None = None
             for j in range(i):
-                term = self.edges[row + j](sources[j], None, edge_channel_weights[row + j])
-                if term is not None:
-                    node = term if node is None else node.add_(term)
+                # Every edge adds its terms to the node's sum in place.
+                node = self.edges[row + j](sources[j], None, edge_channel_weights[row + j],
+                                           node)
             row += i
             # The space guarantees an op other than `none`, so every edge adds a term.
             assert node is not None

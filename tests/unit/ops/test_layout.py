@@ -3,6 +3,7 @@ parallel BN backward runs instead of its serial fallback for strided gradients."
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -62,10 +63,15 @@ def _bn_grad_layouts(net: torch.nn.Module, x: torch.Tensor) -> list[bool]:
     return mode.matches
 
 
-def test_every_bn_backward_of_the_supernet_and_a_found_network_gets_a_matching_gradient():
+def test_every_bn_backward_of_the_supernet_and_a_found_network_gets_a_matching_gradient(
+        monkeypatch: pytest.MonkeyPatch):
     from archsearch.networks.darts import DartsNetwork
+    from archsearch.ops import native
     from archsearch.supernet.darts import DartsSupernet
 
+    # PyTorch's BN backward for every BN (the supernet's run the native kernels where they
+    # are built; test_batch_norm checks the layout of the gradients those get).
+    monkeypatch.setattr(native, "_kernels", None)
     torch.manual_seed(0)
     x = torch.randn(2, 3, 8, 8)
     supernet = DartsSupernet(DartsCellSpace(nodes=2), channels=4, layers=3)
