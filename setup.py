@@ -18,6 +18,7 @@ else:
     compile_args, link_args = ["-O3", "-std=gnu99", "-fopenmp"], ["-fopenmp"]
 
 setup(ext_modules=[Extension(
-    "archsearch.ops._kernels", ["archsearch/ops/_kernels.c", "archsearch/ops/_batch_norm.c"],
+    "archsearch.ops._kernels", ["archsearch/ops/_kernels.c", "archsearch/ops/_batch_norm.c",
+                                "archsearch/ops/_pool.c"],
     depends=["archsearch/ops/_kernels.h"],
     extra_compile_args=compile_args, extra_link_args=link_args, optional=True)])

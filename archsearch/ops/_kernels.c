@@ -149,6 +149,15 @@ static PyMethodDef methods[] = {
     {"batch_norm_backward", py_batch_norm_backward, METH_VARARGS,
      "batch_norm_backward(g_ptr, x_ptr, mean_ptr, invstd_ptr, weight_ptr or 0, dx_ptr or 0, "
      "dw_ptr or 0, M, C, relu): its gradients."},
+    {"pool_forward", py_pool_forward, METH_VARARGS,
+     "pool_forward(x_ptr, y_ptr, N, H, W, C, stride, is_max): 3x3 pooling, padding 1, of a "
+     "channels-last float32 map (average: padding excluded)."},
+    {"avg_pool_backward", py_avg_pool_backward, METH_VARARGS,
+     "avg_pool_backward(g_ptr, dx_ptr, N, H, W, C, stride): the average pooling's input "
+     "gradient."},
+    {"max_pool_indices", py_max_pool_indices, METH_VARARGS,
+     "max_pool_indices(x_ptr, indices_ptr, N, H, W, C, stride): the max pooling's winners, "
+     "int64 h*W + w, laid out as PyTorch's max_pool2d_with_indices on channels-last maps."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,10 +13,27 @@
 #define VECTOR_CLONES
 #endif
 
+/* Helpers of the cloned loops: inlined into each clone, so compiled for its target. */
+#if defined(__GNUC__)
+#define ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE
+#endif
+
 #define BLOCK 16 /* channels per register block: one AVX-512 vector of float32 */
+
+/* A loop over the BLOCK channels of a block, left to the loop vectorizer: one vector
+ * operation per statement. Unrolled into scalars first (GCC's default for so short a loop),
+ * a select such as a max with NaN propagation would not be vectorized at all. */
+#define FOR_BLOCK(cc) _Pragma("GCC unroll 1") for (int cc = 0; cc < BLOCK; ++cc)
 
 /* _batch_norm.c: batch-statistics batch norm on channels-last float32 maps. */
 PyObject *py_batch_norm_forward(PyObject *self, PyObject *args);
 PyObject *py_batch_norm_backward(PyObject *self, PyObject *args);
+
+/* _pool.c: 3x3 max and average pooling (padding 1, stride 1 or 2), channels-last float32. */
+PyObject *py_pool_forward(PyObject *self, PyObject *args);
+PyObject *py_avg_pool_backward(PyObject *self, PyObject *args);
+PyObject *py_max_pool_indices(PyObject *self, PyObject *args);
 
 #endif

@@ -149,3 +149,79 @@ def batch_norm_backward_unchecked(grad_y: Tensor, x: Tensor, stats: Tensor,
         0 if weight is None else weight.data_ptr(), 0 if grad_x is None else grad_x.data_ptr(),
         0 if grad_w is None else grad_w.data_ptr(), x.numel() // c, c, relu)
     return grad_x, grad_w
+
+
+def pool_applies(x: Tensor) -> bool:
+    """Whether the 3×3 pooling kernels take `x`: built, a non-empty 4-D channels-last
+    float32 CPU map."""
+    return (_kernels is not None and x.dtype == torch.float32 and x.device.type == "cpu"
+            and x.dim() == 4 and x.numel() > 0
+            and x.is_contiguous(memory_format=torch.channels_last))
+
+
+def pool_3x3(x: Tensor, stride: int, kind: str) -> Tensor | None:
+    """3×3 pooling with padding 1 of `x` (B, C, H, W): `kind` "max" (as `F.max_pool2d(x, 3,
+    stride, 1)`) or "avg" (`F.avg_pool2d(x, 3, stride, 1, count_include_pad=False)`);
+    (B, C, (H − 1)/stride + 1, (W − 1)/stride + 1), channels-last. None where the kernel
+    does not apply (`pool_applies`) or while autograd records."""
+    _check_pool(stride, kind)
+    if torch.is_grad_enabled() or not pool_applies(x):
+        return None
+    return pool_3x3_unchecked(x, stride, kind == "max")
+
+
+def avg_pool_3x3_backward(grad_y: Tensor, x: Tensor, stride: int) -> Tensor | None:
+    """∂L/∂x of `pool_3x3(x, stride, "avg")` from ∂L/∂y (made channels-last if it is not).
+    None where the kernel does not apply."""
+    _check_pool(stride, "avg")
+    if torch.is_grad_enabled() or not pool_applies(x):
+        return None
+    n, c, h, w = x.shape
+    if grad_y.shape != (n, c, (h - 1) // stride + 1, (w - 1) // stride + 1):
+        raise ValueError(f"pooling backward: gradient {tuple(grad_y.shape)} does not fit "
+                         f"input {tuple(x.shape)} at stride {stride}")
+    return avg_pool_3x3_backward_unchecked(grad_y.to(x.dtype), x, stride)
+
+
+def max_pool_3x3_indices(x: Tensor, stride: int) -> Tensor | None:
+    """The winners of `pool_3x3(x, stride, "max")`: int64, (B, C, H_out, W_out)
+    channels-last, the flat index h·W + w within the map, as the second result of
+    `torch.ops.aten.max_pool2d_with_indices(x, [3, 3], [stride] * 2, [1, 1])`. None where
+    the kernel does not apply."""
+    _check_pool(stride, "max")
+    if torch.is_grad_enabled() or not pool_applies(x):
+        return None
+    return max_pool_3x3_indices_unchecked(x, stride)
+
+
+def _check_pool(stride: int, kind: str) -> None:
+    if stride not in (1, 2) or kind not in ("max", "avg"):
+        raise ValueError(f"3×3 pooling: stride must be 1 or 2 and kind 'max' or 'avg', got "
+                         f"stride {stride!r}, kind {kind!r}")
+
+
+def pool_3x3_unchecked(x: Tensor, stride: int, is_max: bool) -> Tensor:
+    """`pool_3x3` for callers that checked its arguments."""
+    n, c, h, w = x.shape
+    y = torch.empty(n, c, (h - 1) // stride + 1, (w - 1) // stride + 1, dtype=x.dtype,
+                    memory_format=torch.channels_last)
+    _kernels.pool_forward(x.data_ptr(), y.data_ptr(), n, h, w, c, stride, is_max)
+    return y
+
+
+def avg_pool_3x3_backward_unchecked(grad_y: Tensor, x: Tensor, stride: int) -> Tensor:
+    """`avg_pool_3x3_backward` for callers that checked its arguments."""
+    n, c, h, w = x.shape
+    grad_y = grad_y.contiguous(memory_format=torch.channels_last)
+    grad_x = torch.empty_like(x)  # the kernel zeroes it image by image, then adds
+    _kernels.avg_pool_backward(grad_y.data_ptr(), grad_x.data_ptr(), n, h, w, c, stride)
+    return grad_x
+
+
+def max_pool_3x3_indices_unchecked(x: Tensor, stride: int) -> Tensor:
+    """`max_pool_3x3_indices` for callers that checked its arguments."""
+    n, c, h, w = x.shape
+    where = torch.empty(n, c, (h - 1) // stride + 1, (w - 1) // stride + 1, dtype=torch.int64,
+                        memory_format=torch.channels_last)
+    _kernels.max_pool_indices(x.data_ptr(), where.data_ptr(), n, h, w, c, stride)
+    return where

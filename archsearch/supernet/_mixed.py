@@ -30,7 +30,7 @@ from archsearch.ops.conv import channel_scale
 from archsearch.ops.layout import cat_channels
 from archsearch.ops.norm_relu import fusable_norm
 from archsearch.ops.phase import pixel_phases
-from archsearch.ops.pool import max_pool_3x3_lean
+from archsearch.ops.pool import pool_3x3
 
 
 class SourceFeatures:
@@ -171,10 +171,7 @@ class SearchCell(nn.Module):
         stride = self._stride(j)
         pooled = {}
         for op in self.pool_names:
-            if op == "max_pool_3x3":
-                p = max_pool_3x3_lean(x, stride)
-            else:
-                p = F.avg_pool2d(x, 3, stride=stride, padding=1, count_include_pad=False)
+            p = pool_3x3(x, stride, "max" if op == "max_pool_3x3" else "avg")
             bn = self.pool_bn[j][op]
             # Batch-statistics BNs are applied per edge, with the op weight folded in.
             pooled[op] = (p, bn) if fusable_norm(bn) else (bn(p), None)
