@@ -16,7 +16,7 @@ from torch import nn
 
 from archsearch.errors import ConfigError
 from archsearch.ops import FactorizedReduce, ReLUConvBN, create_op
-from archsearch.ops.layout import cat_channels, match_grad_layout
+from archsearch.ops.layout import cat_channels, make_output_channels_last, match_grad_layout
 from archsearch.spaces.darts import Genotype
 
 
@@ -122,6 +122,7 @@ class DartsNetwork(nn.Module):
             self.stem = nn.Sequential(
                 nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
             c_pp, c_p, c_cur, reduction_prev = c_stem, c_stem, c, False
+        make_output_channels_last(self.stem[0])  # also from one-channel (grey) images
         self._split_stem = imagenet  # ImageNet: s0 = stem0(x), s1 = stem1(s0)
         self.cells = nn.ModuleList()
         self.aux_index = 2 * layers // 3

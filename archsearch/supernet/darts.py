@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch.networks.darts import check_network_size, reduction_indices
-from archsearch.ops.layout import match_grad_layout
+from archsearch.ops.layout import make_output_channels_last, match_grad_layout
 from archsearch.space import Arch
 from archsearch.spaces.darts import CELL_TYPES, DartsCellSpace
 from archsearch.supernet._mixed import SearchCell
@@ -122,6 +122,7 @@ def build_search_network(net: nn.Module, space: DartsCellSpace, cell_class: type
     c_stem = stem_multiplier * channels
     net.stem = nn.Sequential(
         nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+    make_output_channels_last(net.stem[0])  # also from one-channel (grey) images
     c_pp, c_p, c_cur = c_stem, c_stem, channels
     net.cells = nn.ModuleList()
     reduction_prev = False

@@ -100,3 +100,26 @@ def test_exporting_is_true_exactly_while_tracing_for_onnx_or_torchscript():
     Probe()(x)
     assert seen[0] is False and seen[-1] is False
     assert all(seen[1:-1]) and len(seen) >= 4
+
+
+def test_networks_of_one_channel_images_run_channels_last():
+    # A one-channel map is NCHW and channels-last at once; the first conv's output is made
+    # channels-last so the cells (and the native kernels) get channels-last maps.
+    from archsearch.networks.darts import DartsNetwork
+    from archsearch.supernet.darts import DartsSupernet
+
+    supernet = DartsSupernet(DartsCellSpace(nodes=2), channels=4, layers=3, in_channels=1)
+    found = DartsNetwork(NAMED_CELLS["darts_v2"], channels=4, layers=3, in_channels=1)
+    for net in (supernet, found):
+        layouts: list[bool] = []
+
+        def record(_: torch.nn.Module, args: tuple, seen: list[bool] = layouts) -> None:
+            seen.extend(a.is_contiguous(memory_format=CL) for a in args
+                        if isinstance(a, torch.Tensor) and a.dim() == 4)
+
+        for cell in net.cells:
+            cell.register_forward_pre_hook(record)
+        x = torch.randn(2, 1, 8, 8)
+        assert x.is_contiguous() and x.is_contiguous(memory_format=CL)  # both at once
+        net(x).sum().backward()
+        assert len(layouts) == 2 * len(net.cells) and all(layouts)

@@ -198,3 +198,29 @@ def test_paper_toy_problem_gradient_at_the_start(xi, expected, fn):
     # ∇α L_val(w', α) with w' = w − ξ·2(w − α) is w' + 2ξα − 2 (paper, Figure 2).
     grads = fn(_Toy(), ["alpha"], _toy_train, _toy_val, None, None, VirtualStep(xi=xi))
     assert grads["alpha"].item() == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("fn", [exact, finite_difference], ids=["exact", "finite-difference"])
+def test_float32_gradients_through_the_native_kernels_equal_pytorchs(fn, monkeypatch):
+    # In float32 the supernet runs archsearch's native kernels (batch norm, pooling,
+    # depthwise weight gradients), and `exact` differentiates through them twice; the same
+    # second-order terms (what eq. 7 adds to the first-order gradient) with PyTorch's
+    # kernels only, to float32 rounding.
+    from archsearch.ops import native
+
+    if not native.available():
+        pytest.skip("archsearch.ops._kernels was not built")
+    net, train, val = _tiny_supernet(size=16)
+    step = _step(net, xi=0.5)
+
+    def second_order_terms() -> dict[str, torch.Tensor]:
+        fo = first_order(*_args(net, train, val, step))
+        return {n: g - fo[n] for n, g in fn(*_args(net, train, val, step)).items()}
+
+    ours = second_order_terms()
+    monkeypatch.setattr(native, "_kernels", None)
+    theirs = second_order_terms()
+    for name in ours:
+        scale = theirs[name].abs().max()
+        assert scale > 0
+        assert (ours[name] - theirs[name]).abs().max() < 2e-3 * scale
