@@ -111,3 +111,33 @@ def spawn(script: str | Path, spec: dict[str, Any]) -> dict[str, Any]:
         others = (after[0] - before[0]) - mine
         result["other_cpu"] = max(0.0, others / max(after[1] - before[1], wall))
     return result
+
+
+def median_us(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
+    """Median microseconds of `repeats` calls of `fn`, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2] * 1e6
+
+
+def kernel_bench_args(description: str, repeats: int) -> Any:
+    """The options of the native-kernel benchmarks (`--batch`, `--repeats`), parsed; None
+    (after saying why) when the native kernels are not built."""
+    import argparse
+
+    from archsearch.ops import native
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    args = parser.parse_args()
+    if not native.available():
+        print("the native kernels are not built (no C compiler with OpenMP at install time)")
+        return None
+    return args
+

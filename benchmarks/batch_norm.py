@@ -14,14 +14,12 @@ Per shape, microseconds per call (median) and the speed-up (PyTorch / native) of
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
 from collections.abc import Callable
 from functools import partial
 
 import torch
 import torch.nn.functional as F
+from _measure import kernel_bench_args, median_us
 
 from archsearch.ops import native
 from archsearch.ops.batch_norm import batch_norm, batch_norm_add_
@@ -29,17 +27,6 @@ from archsearch.ops.batch_norm import batch_norm, batch_norm_add_
 # (channels, map size): the supernet's three stages (C = 16, 32, 64 at 32², 16², 8²).
 SHAPES = [(16, 32), (32, 16), (64, 8)]
 EPS = 1e-5
-
-
-def _median_us(fn: Callable[[], object], repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e6
 
 
 def _routes(x: torch.Tensor, w: torch.Tensor, g: torch.Tensor, relu: bool
@@ -76,12 +63,8 @@ def _max_error(x: torch.Tensor, w: torch.Tensor, g: torch.Tensor) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=60)
-    args = parser.parse_args()
-    if not native.available():
-        print("the native kernels are not built (no C compiler with OpenMP at install time)")
+    args = kernel_bench_args(__doc__.splitlines()[0], repeats=60)
+    if args is None:
         return 1
     print(f"batch {args.batch}, {torch.get_num_threads()} threads; µs per call (median), "
           "PyTorch / native = speed-up")
@@ -99,8 +82,8 @@ def main() -> int:
             theirs = _with_pytorch(partial(_routes, x, w, g, relu))
             names = ("forward", "sum", "backward") if not relu else ("forward", "backward")
             for name in names:
-                t_ours = _median_us(ours[name], args.repeats)
-                t_theirs = _with_pytorch(partial(_median_us, theirs[name], args.repeats))
+                t_ours = median_us(ours[name], args.repeats)
+                t_theirs = _with_pytorch(partial(median_us, theirs[name], args.repeats))
                 label = f"ReLU {name}" if relu else name
                 cells.append(f"{label} {t_theirs:.0f}/{t_ours:.0f} = {t_theirs / t_ours:.2f}×")
         error = _max_error(x, w, g)

@@ -10,15 +10,12 @@ Prints milliseconds per call and the speed-up (PyTorch route / native).
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from functools import partial
 
 import torch
 import torch.nn.functional as F
+from _measure import kernel_bench_args, median_us
 
 from archsearch.ops import depthwise, native
 
@@ -29,16 +26,6 @@ SHAPES = [
     (32, 16, 5, 1, 2), (32, 16, 5, 2, 1), (64, 8, 3, 1, 1), (64, 8, 5, 1, 1),
     (64, 8, 3, 1, 2), (64, 8, 5, 1, 2),
 ]
-
-
-def _median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def _pytorch_route(g: torch.Tensor, x: torch.Tensor, w: torch.Tensor, stride: int,
@@ -53,12 +40,8 @@ def _pytorch_route(g: torch.Tensor, x: torch.Tensor, w: torch.Tensor, stride: in
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=40)
-    args = parser.parse_args()
-    if not native.available():
-        print("the native kernels are not built (no C compiler with OpenMP at install time)")
+    args = kernel_bench_args(__doc__.splitlines()[0], repeats=40)
+    if args is None:
         return 1
     print(f"batch {args.batch}, {torch.get_num_threads()} threads; ms per call (median)")
     print(f"{'shape':<24} {'PyTorch':>8} {'native':>8} {'speed-up':>9}  max rel. error (f64)")
@@ -76,7 +59,8 @@ def main() -> int:
             ours = partial(native.depthwise_weight_grad, g, x, kernel, stride, padding,
                            dilation)
             theirs = partial(_pytorch_route, g, x, w, stride, padding, dilation)
-            t_ours, t_theirs = _median_ms(ours, args.repeats), _median_ms(theirs, args.repeats)
+            t_ours = median_us(ours, args.repeats, warmup=1) / 1e3  # ms
+            t_theirs = median_us(theirs, args.repeats, warmup=1) / 1e3
             got = ours()
         w64 = w.double().requires_grad_()
         out = F.conv2d(x.double(), w64, None, stride, padding, dilation, channels)

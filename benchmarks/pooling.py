@@ -10,30 +10,17 @@ forward pass (recording for autograd) and of forward + backward.
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
 from collections.abc import Callable
 from functools import partial
 
 import torch
+from _measure import kernel_bench_args, median_us
 
 from archsearch.ops import native
 from archsearch.ops.pool import pool_3x3
 
 # (channels, map size): the supernet's three stages (C = 16, 32, 64 at 32², 16², 8²).
 SHAPES = [(16, 32), (32, 16), (64, 8)]
-
-
-def _median_us(fn: Callable[[], object], repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e6
 
 
 def _forward_backward(x: torch.Tensor, stride: int, kind: str, g: torch.Tensor) -> torch.Tensor:
@@ -51,12 +38,8 @@ def _pytorch(fn: Callable[[], object]) -> object:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=60)
-    args = parser.parse_args()
-    if not native.available():
-        print("the native kernels are not built (no C compiler with OpenMP at install time)")
+    args = kernel_bench_args(__doc__.splitlines()[0], repeats=60)
+    if args is None:
         return 1
     print(f"batch {args.batch}, {torch.get_num_threads()} threads; µs per call (median), "
           "PyTorch / native = speed-up")
@@ -72,8 +55,8 @@ def main() -> int:
                 both = partial(_forward_backward, x, stride, kind,
                                torch.randn_like(forward()))
                 for label, fn in ((kind, forward), (f"{kind} fwd+bwd", both)):
-                    ours = _median_us(fn, args.repeats)
-                    theirs = _pytorch(partial(_median_us, fn, args.repeats))
+                    ours = median_us(fn, args.repeats)
+                    theirs = _pytorch(partial(median_us, fn, args.repeats))
                     cells.append(f"{label} {theirs:.0f}/{ours:.0f} = {theirs / ours:.2f}×")
                     same = same and torch.equal(fn(), _pytorch(fn))
             print(f"{channels:>3} ch @{size}², stride {stride}: " + ", ".join(cells))

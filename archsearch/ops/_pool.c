@@ -239,59 +239,61 @@ static void max_indices(const float *x, int64_t *where, int64_t N, int64_t H, in
 
 #define PTR(p) ((void *)(uintptr_t)(p))
 
-static int sizes_ok(long long N, long long H, long long W, long long C, long long s)
+/* What every entry point here takes: two addresses (input, output), the input's sizes, the
+ * stride and, for the forward pass, whether to take the max. */
+typedef struct {
+    unsigned long long in, out;
+    long long N, H, W, C, s;
+    int is_max;
+} MapArgs;
+
+static int parse_map_args(PyObject *args, const char *name, MapArgs *m)
 {
-    return N > 0 && H > 0 && W > 0 && C > 0 && (s == 1 || s == 2);
+    m->is_max = 0;
+    if (!PyArg_ParseTuple(args, "KKLLLLL|p", &m->in, &m->out, &m->N, &m->H, &m->W, &m->C,
+                          &m->s, &m->is_max))
+        return 0;
+    /* The caller (native.py) checks tensors; these checks keep the loops inside them. */
+    if (m->N <= 0 || m->H <= 0 || m->W <= 0 || m->C <= 0 || (m->s != 1 && m->s != 2) ||
+        !m->in || !m->out) {
+        PyErr_Format(PyExc_ValueError, "%s: inconsistent arguments", name);
+        return 0;
+    }
+    return 1;
 }
 
 PyObject *py_pool_forward(PyObject *self, PyObject *args)
 {
-    unsigned long long x, y;
-    long long N, H, W, C, s;
-    int is_max;
+    MapArgs m;
     (void)self;
-    if (!PyArg_ParseTuple(args, "KKLLLLLp", &x, &y, &N, &H, &W, &C, &s, &is_max))
+    if (!parse_map_args(args, "pool_forward", &m))
         return NULL;
-    if (!sizes_ok(N, H, W, C, s) || !x || !y) {
-        PyErr_SetString(PyExc_ValueError, "pool_forward: inconsistent arguments");
-        return NULL;
-    }
     Py_BEGIN_ALLOW_THREADS
-    forward(PTR(x), PTR(y), N, H, W, C, s, is_max);
+    forward(PTR(m.in), PTR(m.out), m.N, m.H, m.W, m.C, m.s, m.is_max);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
 PyObject *py_avg_pool_backward(PyObject *self, PyObject *args)
 {
-    unsigned long long g, dx;
-    long long N, H, W, C, s;
+    MapArgs m;
     (void)self;
-    if (!PyArg_ParseTuple(args, "KKLLLLL", &g, &dx, &N, &H, &W, &C, &s))
+    if (!parse_map_args(args, "avg_pool_backward", &m))
         return NULL;
-    if (!sizes_ok(N, H, W, C, s) || !g || !dx) {
-        PyErr_SetString(PyExc_ValueError, "avg_pool_backward: inconsistent arguments");
-        return NULL;
-    }
     Py_BEGIN_ALLOW_THREADS
-    avg_backward(PTR(g), PTR(dx), N, H, W, C, s);
+    avg_backward(PTR(m.in), PTR(m.out), m.N, m.H, m.W, m.C, m.s);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
 PyObject *py_max_pool_indices(PyObject *self, PyObject *args)
 {
-    unsigned long long x, where;
-    long long N, H, W, C, s;
+    MapArgs m;
     (void)self;
-    if (!PyArg_ParseTuple(args, "KKLLLLL", &x, &where, &N, &H, &W, &C, &s))
+    if (!parse_map_args(args, "max_pool_indices", &m))
         return NULL;
-    if (!sizes_ok(N, H, W, C, s) || !x || !where) {
-        PyErr_SetString(PyExc_ValueError, "max_pool_indices: inconsistent arguments");
-        return NULL;
-    }
     Py_BEGIN_ALLOW_THREADS
-    max_indices(PTR(x), PTR(where), N, H, W, C, s);
+    max_indices(PTR(m.in), PTR(m.out), m.N, m.H, m.W, m.C, m.s);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }

@@ -119,3 +119,14 @@ def test_lean_max_pooling_keeps_no_indices():
     assert dtypes == [torch.float32]
     with torch.no_grad():
         assert max_pool_3x3_lean(x, 2).grad_fn is None
+
+
+@needs_native
+def test_the_kernels_refuse_inconsistent_arguments():
+    x = torch.zeros(1, 16, 4, 4).contiguous(memory_format=CL)
+    with pytest.raises(ValueError, match="pool_forward: inconsistent arguments"):
+        native._kernels.pool_forward(x.data_ptr(), x.data_ptr(), 1, 4, 4, 16, 3, True)
+    with pytest.raises(ValueError, match="stride must be 1 or 2"):
+        native.pool_3x3(x, 3, "max")
+    with torch.no_grad(), pytest.raises(ValueError, match="does not fit"):
+        native.avg_pool_3x3_backward(torch.zeros(1, 16, 3, 3), x, 1)
