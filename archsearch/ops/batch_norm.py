@@ -6,8 +6,9 @@ as the BN's weight. A second-order search step at batch 16 runs about 4,600 of t
 forward and as many backward. PyTorch's CPU kernels for them take 2-5× the time of one
 pass over the map on channels-last maps with 16-64 channels; the native ones
 (`archsearch.ops.native`, `_batch_norm.c`) read each map twice (three times for the
-forward's two-pass variance) and were measured 1.4-2.6× faster per call at those shapes
-(`benchmarks/batch_norm.py`).
+forward's two-pass variance) and were measured, per call at those shapes, 1.3-2.7× faster
+forward and 1.0-1.9× backward (the ReLU forms at the high ends), and up to 4× for a sum
+into a node (`benchmarks/batch_norm.py`).
 
 `batch_norm(x, weight, eps, relu)` equals `F.batch_norm(x, None, None, weight, None, True,
 0.0, eps)` (then ReLU) up to float32 rounding. With `relu=True` nothing more than x and the

@@ -1,9 +1,10 @@
 """Pooling operations of the DARTS space (3×3, padding 1; average pooling excludes padding).
 
 The supernet pools every node once per pooling op (shared by the edges leaving it) with
-`pool_3x3`: archsearch's native kernels (`_pool.c`) where they apply, 3-4× faster than
-PyTorch's channels-last ones at the search shapes and equal to them bit for bit, and
-otherwise PyTorch's. Either way only the input is kept for backward, no index map.
+`pool_3x3`: archsearch's native kernels (`_pool.c`) where they apply, up to 3× faster than
+PyTorch's channels-last ones at the search shapes (`benchmarks/pooling.py`) and equal to
+them bit for bit, and otherwise PyTorch's. Either way only the input is kept for backward,
+no index map.
 """
 
 from __future__ import annotations

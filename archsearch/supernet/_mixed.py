@@ -12,6 +12,8 @@ a per-edge implementation repeats:
   into the BN (a batch-statistics BN without affine parameters: w·(p − μ)/σ in one kernel),
   so no normalised copy of the pooled map is kept for backward, only the pooled map itself.
 * Every conv op starts with ReLU(x_j); that ReLU is computed once per source node.
+* A node's terms are summed in place into one map; the folded BNs write into it directly
+  (`batch_norm_add_`), so no term needs a map of its own.
 
 The output equals the per-edge formulation up to floating-point summation order.
 """
