@@ -19,6 +19,6 @@ else:
 
 setup(ext_modules=[Extension(
     "archsearch.ops._kernels", ["archsearch/ops/_kernels.c", "archsearch/ops/_batch_norm.c",
-                                "archsearch/ops/_pool.c"],
+                                "archsearch/ops/_pool.c", "archsearch/ops/_pointwise.c"],
     depends=["archsearch/ops/_kernels.h"],
     extra_compile_args=compile_args, extra_link_args=link_args, optional=True)])

@@ -155,6 +155,9 @@ static PyMethodDef methods[] = {
     {"avg_pool_backward", py_avg_pool_backward, METH_VARARGS,
      "avg_pool_backward(g_ptr, dx_ptr, N, H, W, C, stride): the average pooling's input "
      "gradient."},
+    {"pointwise", py_pointwise, METH_VARARGS,
+     "pointwise(x_ptr, b_ptr, y_ptr, M, K, N): y (M, N) = x (M, K) @ b (K, N), float32, "
+     "row-major, N a multiple of 16."},
     {"max_pool_indices", py_max_pool_indices, METH_VARARGS,
      "max_pool_indices(x_ptr, indices_ptr, N, H, W, C, stride): the max pooling's winners, "
      "int64 h*W + w, laid out as PyTorch's max_pool2d_with_indices on channels-last maps."},

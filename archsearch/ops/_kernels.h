@@ -36,4 +36,7 @@ PyObject *py_pool_forward(PyObject *self, PyObject *args);
 PyObject *py_avg_pool_backward(PyObject *self, PyObject *args);
 PyObject *py_max_pool_indices(PyObject *self, PyObject *args);
 
+/* _pointwise.c: the matrix product of a 1x1 convolution on channels-last float32 maps. */
+PyObject *py_pointwise(PyObject *self, PyObject *args);
+
 #endif

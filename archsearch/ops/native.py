@@ -225,3 +225,31 @@ def max_pool_3x3_indices_unchecked(x: Tensor, stride: int) -> Tensor:
                         memory_format=torch.channels_last)
     _kernels.max_pool_indices(x.data_ptr(), where.data_ptr(), n, h, w, c, stride)
     return where
+
+
+def pointwise_applies(x: Tensor, out_channels: int) -> bool:
+    """Whether the 1×1 product kernel takes `x` into `out_channels` channels: built, a
+    non-empty 4-D channels-last float32 CPU map, and a multiple of 16 output channels."""
+    return (_kernels is not None and out_channels % 16 == 0 and out_channels > 0
+            and x.dtype == torch.float32 and x.device.type == "cpu" and x.dim() == 4
+            and x.numel() > 0 and x.is_contiguous(memory_format=torch.channels_last))
+
+
+def pointwise_product(x: Tensor, b: Tensor) -> Tensor | None:
+    """The 1×1 convolution of `x` (B, K, H, W) by the matrix `b` (K, N): (B, N, H, W)
+    channels-last, each output value Σ_k x[:, k]·b[k, n] summed over k in order. None where
+    the kernel does not apply (`pointwise_applies`) or while autograd records."""
+    if torch.is_grad_enabled() or b.dim() != 2 or not pointwise_applies(x, b.shape[1]):
+        return None
+    if b.shape[0] != x.shape[1] or b.dtype != torch.float32 or b.device.type != "cpu":
+        raise ValueError(f"1×1 product: matrix {tuple(b.shape)} {b.dtype} does not fit input "
+                         f"{tuple(x.shape)} (expected ({x.shape[1]}, N) float32 on CPU)")
+    return pointwise_product_unchecked(x, b.contiguous())
+
+
+def pointwise_product_unchecked(x: Tensor, b: Tensor) -> Tensor:
+    """`pointwise_product` for callers that checked its arguments (`b` contiguous)."""
+    n, k, h, w = x.shape
+    y = torch.empty(n, b.shape[1], h, w, dtype=x.dtype, memory_format=torch.channels_last)
+    _kernels.pointwise(x.data_ptr(), b.data_ptr(), y.data_ptr(), n * h * w, k, b.shape[1])
+    return y
