@@ -125,9 +125,10 @@ def median_us(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
     return sorted(times)[len(times) // 2] * 1e6
 
 
-def kernel_bench_args(description: str, repeats: int) -> Any:
-    """The options of the native-kernel benchmarks (`--batch`, `--repeats`), parsed; None
-    (after saying why) when the native kernels are not built."""
+def kernel_bench_args(description: str, repeats: int, unit: str = "µs") -> Any:
+    """The options of the native-kernel benchmarks (`--batch`, `--repeats`), parsed, after
+    printing the report's header line; None (after saying why) when the native kernels are
+    not built."""
     import argparse
 
     from archsearch.ops import native
@@ -139,5 +140,20 @@ def kernel_bench_args(description: str, repeats: int) -> Any:
     if not native.available():
         print("the native kernels are not built (no C compiler with OpenMP at install time)")
         return None
+    print(f"batch {args.batch}, {torch.get_num_threads()} threads; {unit} per call (median), "
+          "PyTorch / native = speed-up")
     return args
 
+
+
+def without_native(applies: str, fn: Callable[[], Any]) -> Any:
+    """`fn()` with `archsearch.ops.native.<applies>` (`batch_norm_applies`, `pool_applies`,
+    ...) answering False: what PyTorch's route gives where that kernel is not built."""
+    from archsearch.ops import native
+
+    saved = getattr(native, applies)
+    setattr(native, applies, lambda *args, **kwargs: False)
+    try:
+        return fn()
+    finally:
+        setattr(native, applies, saved)

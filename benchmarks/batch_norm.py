@@ -19,9 +19,8 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from _measure import kernel_bench_args, median_us
+from _measure import kernel_bench_args, median_us, without_native
 
-from archsearch.ops import native
 from archsearch.ops.batch_norm import batch_norm, batch_norm_add_
 
 # (channels, map size): the supernet's three stages (C = 16, 32, 64 at 32², 16², 8²).
@@ -42,15 +41,6 @@ def _routes(x: torch.Tensor, w: torch.Tensor, g: torch.Tensor, relu: bool
     }
 
 
-def _with_pytorch(fn: Callable[[], object]) -> object:
-    saved = native.batch_norm_applies
-    native.batch_norm_applies = lambda *args, **kwargs: False
-    try:
-        return fn()
-    finally:
-        native.batch_norm_applies = saved
-
-
 def _max_error(x: torch.Tensor, w: torch.Tensor, g: torch.Tensor) -> float:
     """Worst relative error of the native output and gradients against float64."""
     x64, w64 = (t.detach().double().requires_grad_() for t in (x, w))
@@ -66,8 +56,6 @@ def main() -> int:
     args = kernel_bench_args(__doc__.splitlines()[0], repeats=60)
     if args is None:
         return 1
-    print(f"batch {args.batch}, {torch.get_num_threads()} threads; µs per call (median), "
-          "PyTorch / native = speed-up")
     worst = 0.0
     for channels, size in SHAPES:
         gen = torch.Generator().manual_seed(0)
@@ -79,11 +67,12 @@ def main() -> int:
         cells = []
         for relu in (False, True):
             ours = _routes(x, w, g, relu)
-            theirs = _with_pytorch(partial(_routes, x, w, g, relu))
+            theirs = without_native("batch_norm_applies", partial(_routes, x, w, g, relu))
             names = ("forward", "sum", "backward") if not relu else ("forward", "backward")
             for name in names:
                 t_ours = median_us(ours[name], args.repeats)
-                t_theirs = _with_pytorch(partial(median_us, theirs[name], args.repeats))
+                t_theirs = without_native("batch_norm_applies",
+                                          partial(median_us, theirs[name], args.repeats))
                 label = f"ReLU {name}" if relu else name
                 cells.append(f"{label} {t_theirs:.0f}/{t_ours:.0f} = {t_theirs / t_ours:.2f}×")
         error = _max_error(x, w, g)

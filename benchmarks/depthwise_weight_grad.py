@@ -40,10 +40,9 @@ def _pytorch_route(g: torch.Tensor, x: torch.Tensor, w: torch.Tensor, stride: in
 
 
 def main() -> int:
-    args = kernel_bench_args(__doc__.splitlines()[0], repeats=40)
+    args = kernel_bench_args(__doc__.splitlines()[0], repeats=40, unit="ms")
     if args is None:
         return 1
-    print(f"batch {args.batch}, {torch.get_num_threads()} threads; ms per call (median)")
     print(f"{'shape':<24} {'PyTorch':>8} {'native':>8} {'speed-up':>9}  max rel. error (f64)")
     worst = 0.0
     for channels, size, kernel, stride, dilation in SHAPES:

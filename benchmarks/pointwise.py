@@ -11,14 +11,12 @@ product and of the input gradient (the product with the transposed matrix).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 
 import torch
 import torch.nn.functional as F
-from _measure import kernel_bench_args, median_us
+from _measure import kernel_bench_args, median_us, without_native
 
-from archsearch.ops import native
 from archsearch.ops.pointwise import pointwise, pointwise_input_grad
 
 # (input channels, output channels, map size): the supernet's 1×1 convs per stage (the
@@ -27,22 +25,10 @@ SHAPES = [(16, 16, 32), (48, 16, 32), (64, 16, 32), (32, 32, 16), (64, 32, 16),
           (64, 64, 8), (128, 64, 8)]
 
 
-def _pytorch(fn: Callable[[], object]) -> object:
-    """`fn()` with the native product switched off (PyTorch's route)."""
-    saved = native.pointwise_applies
-    native.pointwise_applies = lambda *args, **kwargs: False
-    try:
-        return fn()
-    finally:
-        native.pointwise_applies = saved
-
-
 def main() -> int:
     args = kernel_bench_args(__doc__.splitlines()[0], repeats=60)
     if args is None:
         return 1
-    print(f"batch {args.batch}, {torch.get_num_threads()} threads; µs per call (median), "
-          "PyTorch / native = speed-up")
     worst = 0.0
     with torch.no_grad():
         for c_in, c_out, size in SHAPES:
@@ -56,7 +42,7 @@ def main() -> int:
             for label, fn in (("forward", partial(pointwise, x, w)),
                               ("input grad", partial(pointwise_input_grad, g, w))):
                 ours = median_us(fn, args.repeats)
-                theirs = _pytorch(partial(median_us, fn, args.repeats))
+                theirs = without_native("pointwise_applies", partial(median_us, fn, args.repeats))
                 cells.append(f"{label} {theirs:.0f}/{ours:.0f} = {theirs / ours:.2f}×")
             want = F.conv2d(x.double(), w.double())
             error = ((pointwise(x, w).double() - want).abs().max() / want.abs().max()).item()

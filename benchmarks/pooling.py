@@ -10,13 +10,11 @@ forward pass (recording for autograd) and of forward + backward.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 
 import torch
-from _measure import kernel_bench_args, median_us
+from _measure import kernel_bench_args, median_us, without_native
 
-from archsearch.ops import native
 from archsearch.ops.pool import pool_3x3
 
 # (channels, map size): the supernet's three stages (C = 16, 32, 64 at 32², 16², 8²).
@@ -27,22 +25,10 @@ def _forward_backward(x: torch.Tensor, stride: int, kind: str, g: torch.Tensor) 
     return torch.autograd.grad(pool_3x3(x, stride, kind), x, g)[0]
 
 
-def _pytorch(fn: Callable[[], object]) -> object:
-    """`fn()` with the native pooling switched off (PyTorch's route)."""
-    saved = native.pool_applies
-    native.pool_applies = lambda *args, **kwargs: False
-    try:
-        return fn()
-    finally:
-        native.pool_applies = saved
-
-
 def main() -> int:
     args = kernel_bench_args(__doc__.splitlines()[0], repeats=60)
     if args is None:
         return 1
-    print(f"batch {args.batch}, {torch.get_num_threads()} threads; µs per call (median), "
-          "PyTorch / native = speed-up")
     same = True
     for channels, size in SHAPES:
         gen = torch.Generator().manual_seed(0)
@@ -56,9 +42,9 @@ def main() -> int:
                                torch.randn_like(forward()))
                 for label, fn in ((kind, forward), (f"{kind} fwd+bwd", both)):
                     ours = median_us(fn, args.repeats)
-                    theirs = _pytorch(partial(median_us, fn, args.repeats))
+                    theirs = without_native("pool_applies", partial(median_us, fn, args.repeats))
                     cells.append(f"{label} {theirs:.0f}/{ours:.0f} = {theirs / ours:.2f}×")
-                    same = same and torch.equal(fn(), _pytorch(fn))
+                    same = same and torch.equal(fn(), without_native("pool_applies", fn))
             print(f"{channels:>3} ch @{size}², stride {stride}: " + ", ".join(cells))
     print(f"outputs and input gradients bit-identical to PyTorch's: {same} "
           f"[{'PASS' if same else 'FAIL'}]")
