@@ -117,13 +117,18 @@ def run_layers(layers: list[nn.Module], x: torch.Tensor,
             # (A module call without gradients: MAC counting hooks it.)
             x = pointwise(x, layers[i].weight)
             i += 1
-        elif fusable_norm(layers[i]) and torch.is_grad_enabled():
-            x = batch_norm(x, None, layers[i].eps)
-            i += 1
         else:
-            x = layers[i](x)
+            x = _call(layers[i], x)
             i += 1
     return x
+
+
+def _call(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`layer(x)`; a supernet BN (`fusable_norm`) runs `batch_norm` while recording
+    gradients (without, a module call: MAC counting hooks it)."""
+    if fusable_norm(layer) and torch.is_grad_enabled():
+        return batch_norm(x, None, layer.eps)
+    return layer(x)
 
 
 def _starts_sep(layers: list[nn.Module], i: int) -> bool:
@@ -200,10 +205,7 @@ class FactorizedReduce(PreActivated):
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward_activated(self, x_relu: torch.Tensor) -> torch.Tensor:
-        z = self.before_final_bn(x_relu)
-        if fusable_norm(self.bn) and torch.is_grad_enabled():
-            return batch_norm(z, None, self.bn.eps)
-        return self.bn(z)
+        return _call(self.bn, self.before_final_bn(x_relu))
 
     def final_bn(self) -> nn.BatchNorm2d | None:
         return self.bn
